@@ -1,0 +1,39 @@
+"""optgate: an SMS consent gateway."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from app.db import Database
+from app.settings import Settings, configure_logging
+
+log = logging.getLogger("optgate")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """The Flask application.
+
+    Args:
+        settings: defaults to ``Settings.from_env()``; tests pass their own.
+
+    Raises:
+        SettingsError: a setting is wrong (the message names it).
+    """
+    settings = settings or Settings.from_env()
+    configure_logging(settings)
+    app = Flask(__name__)
+    app.config["JSON_SORT_KEYS"] = False
+    app.extensions["optgate.settings"] = settings
+    app.extensions["optgate.database"] = Database(settings.database_url)
+
+    from app import web
+
+    web.init_app(app)
+    if settings.redis_inline:
+        log.warning(
+            "OPTGATE_REDIS_URL=inline: no Redis, jobs run inside the web process and are lost "
+            "when it stops. For development only."
+        )
+    return app

@@ -1,0 +1,103 @@
+"""The ``optgate`` command.
+
+Every error ends the command with exit code 1 and one line on stderr that
+says what is wrong and what would work; a traceback is printed only when
+OPTGATE_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from functools import cached_property
+
+import click
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from app.db import Database
+from app.errors import OptgateError
+from app.settings import Settings
+
+
+class Context:
+    """What commands share: the settings and the database, built on first use."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._settings = settings
+
+    @cached_property
+    def settings(self) -> Settings:
+        return self._settings or Settings.from_env()
+
+    @cached_property
+    def database(self) -> Database:
+        return Database(self.settings.database_url)
+
+
+pass_context = click.make_pass_decorator(Context, ensure=True)
+
+
+@click.group()
+@click.version_option(package_name="optgate")
+def cli() -> None:
+    """optgate: the SMS consent gateway."""
+
+
+def _register() -> None:
+    from app.cli import consent, db, lines, run
+
+    cli.add_command(db.db)
+    cli.add_command(lines.lines)
+    cli.add_command(consent.consent)
+    cli.add_command(run.web)
+    cli.add_command(run.worker)
+    cli.add_command(run.dev)
+
+
+_register()
+
+
+def main(argv: Sequence[str] | None = None, settings: Settings | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cli.main(args=args, prog_name="optgate", standalone_mode=False, obj=Context(settings))
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.exceptions.Abort:
+        return _fail("aborted")
+    except click.UsageError as error:
+        command = error.ctx.command_path if error.ctx else "optgate"
+        return _fail(f"{error.format_message()} (see `{command} --help`)")
+    except click.ClickException as error:
+        return _fail(error.format_message())
+    except OptgateError as error:
+        return _fail(error.message)
+    except OperationalError as error:
+        return _fail(f"cannot use the database: {_first_line(error.orig or error)}")
+    except SQLAlchemyError as error:
+        return _fail(f"database error: {_first_line(error)}")
+    except Exception as error:
+        return _fail(
+            f"unexpected {type(error).__name__}: {_first_line(error)} "
+            "(set OPTGATE_DEBUG=1 to see where)"
+        )
+    return 0
+
+
+def _fail(message: str) -> int:
+    if os.environ.get("OPTGATE_DEBUG") == "1":
+        traceback.print_exc()
+    click.echo(f"error: {message}", err=True)
+    return 1
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,533 @@
+"""The consent ledger: the only code that changes consent or flags.
+
+``apply`` takes one change (who, what, where) and, inside the caller's
+transaction, either writes it — the new record state plus exactly one
+history event per record it changes — or refuses it with ``ConsentRefused``
+and writes nothing. A change that changes nothing writes nothing. The caller
+commits, so a webhook can commit the inbound message and its consent change
+together.
+
+The rules (DESIGN.md "Consent model"; MISSION.md R1, R8, R9, R12-R16):
+
+- Nothing is defined until something happens (no record = not_defined).
+- Opt-outs always apply. An opt-in that would lift an opt-out in force
+  anywhere in its scope is checked against who made that opt-out
+  (``values.may_lift``): only the contact lifts a keyword or carrier opt-out;
+  staff lift only staff opt-outs; imports lift nothing.
+- A contact's opt-in (START to a line) also makes that line opted in when an
+  older opt-out in a narrower scope would otherwise keep it out.
+- Do-not-contact is never lifted, and no one but the contact records an
+  opt-in while it is set. Silence can be lifted.
+- A record is rewritten only by a different status or a stronger source, so a
+  staff opt-out never downgrades a keyword opt-out into one staff could lift.
+
+Concurrency: the address's row is locked (``SELECT ... FOR UPDATE``; on
+SQLite the write lock of BEGIN IMMEDIATE) before anything is read, so two
+changes to one address never decide on the same stale state. A transaction
+that changes several addresses must lock them in a consistent order.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.addresses import Address, AddressKind
+from app.consent import history
+from app.consent.history import CLEAR, CONSENT, SET, AddressState
+from app.consent.rules import (
+    Point,
+    RecordState,
+    Structure,
+    covering,
+    decide,
+    opt_outs_in_force,
+)
+from app.consent.values import (
+    CONTACT_SOURCES,
+    EMAIL_CHANNELS,
+    OVERALL,
+    PHONE_CHANNELS,
+    STAFF_SOURCES,
+    Channel,
+    Flag,
+    Scope,
+    ScopeKind,
+    Source,
+    Status,
+    may_lift,
+    strength,
+)
+from app.errors import ConsentRefused, InvalidChange, NotFound
+from app.models import (
+    GENESIS_HASH,
+    ConsentEvent,
+    ConsentRecord,
+    ContactAddress,
+    FlagState,
+    Line,
+    LineGroup,
+    Organization,
+    utcnow,
+)
+
+_TOPIC = re.compile(r"[a-z0-9][a-z0-9_]{0,63}")
+
+
+@dataclass(frozen=True)
+class Change:
+    """A request to set one consent record."""
+
+    organization_id: int
+    address: Address
+    scope: Scope
+    status: Status
+    source: Source
+    actor: str
+    channel: Channel = Channel.SMS
+    #: A topic id, or None for the overall status.
+    topic: str | None = None
+    reason: str | None = None
+    #: The inbound or outbound message that caused it.
+    message_id: int | None = None
+    #: The line the contact wrote to, for keyword and carrier changes.
+    via_line_id: int | None = None
+
+
+@dataclass(frozen=True)
+class FlagChange:
+    organization_id: int
+    address: Address
+    flag: Flag
+    set: bool
+    source: Source
+    actor: str
+    reason: str | None = None
+    message_id: int | None = None
+
+
+@dataclass
+class Outcome:
+    """What a change did: the events it wrote (none when nothing changed)."""
+
+    events: list[ConsentEvent] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.events)
+
+
+def apply(session: Session, change: Change) -> Outcome:
+    """Apply one consent change under the rules, in the caller's transaction.
+
+    Raises:
+        InvalidChange: the change's parts do not fit (wrong channel, foreign line, ...).
+        ConsentRefused: the rules forbid it; nothing was written.
+    """
+    if change.status is Status.NOT_DEFINED:
+        raise InvalidChange("a change sets opted_in or opted_out; not_defined is never set")
+    if not change.actor.strip():
+        raise InvalidChange("a change needs an actor: who made it")
+    topic = _topic(change.topic)
+    structure = load_structure(session, change.organization_id)
+    _check_fits(change, structure)
+    row = lock_address(session, change.organization_id, change.address)
+    state = history.load_state(session, row.id)
+
+    if (
+        change.status is Status.OPTED_IN
+        and change.source not in CONTACT_SOURCES
+        and state.flag_is_set(Flag.DO_NOT_CONTACT)
+    ):
+        dnc = state.flags[Flag.DO_NOT_CONTACT]
+        raise ConsentRefused(
+            f"{change.address} is on the do-not-contact list (set by {dnc.actor}).",
+            "Do-not-contact is permanent: no one can opt this address back in.",
+        )
+
+    now = utcnow()
+    writes = _plan(change, topic, state, structure, row.head_seq, now)
+    if change.status is Status.OPTED_IN and writes:
+        _refuse_unliftable(session, change, topic, structure, state, writes)
+    return Outcome([_write_record(session, row, change, record, state, now) for record in writes])
+
+
+def set_flag(session: Session, change: FlagChange) -> Outcome:
+    """Set or clear a flag on an address, in the caller's transaction.
+
+    Raises:
+        ConsentRefused: clearing do-not-contact (it is permanent).
+    """
+    if not change.actor.strip():
+        raise InvalidChange("a change needs an actor: who made it")
+    if change.flag is Flag.DO_NOT_CONTACT and not change.set:
+        raise ConsentRefused(
+            f"{change.address} is on the do-not-contact list.",
+            "Do-not-contact is permanent and cannot be lifted.",
+        )
+    row = lock_address(session, change.organization_id, change.address)
+    current = session.get(FlagState, (row.id, change.flag))
+    was_set = current is not None and current.is_set
+    if was_set == change.set:
+        return Outcome()
+    now = utcnow()
+    seq = row.head_seq + 1
+    if current is None:
+        current = FlagState(address_id=row.id, name=change.flag)
+        session.add(current)
+    current.is_set = change.set
+    current.source = change.source
+    current.actor = change.actor
+    current.reason = change.reason
+    current.message_id = change.message_id
+    current.seq = seq
+    current.updated_at = now
+    event = _append_event(
+        session,
+        row,
+        subject=change.flag.value,
+        scope=Scope.organization(),
+        channel=Channel.SMS if change.flag is Flag.BOUNCED else Channel.ALL,
+        topic=OVERALL,
+        old_value=SET if was_set else CLEAR,
+        new_value=SET if change.set else CLEAR,
+        old_source=None,
+        source=change.source,
+        actor=change.actor,
+        reason=change.reason,
+        message_id=change.message_id,
+        at=now,
+    )
+    return Outcome([event])
+
+
+# -- structure, locking --------------------------------------------------------------
+
+
+def load_structure(session: Session, organization_id: int) -> Structure:
+    """The organisation's lines and their groups."""
+    if session.get(Organization, organization_id) is None:
+        raise NotFound(f"there is no organization with id {organization_id}")
+    rows = session.execute(
+        sa.select(Line.id, Line.group_id).where(Line.organization_id == organization_id)
+    )
+    return Structure({line_id: group_id for line_id, group_id in rows})
+
+
+def lock_address(session: Session, organization_id: int, address: Address) -> ContactAddress:
+    """The address's row, created if new, locked until the transaction ends."""
+    query = (
+        sa.select(ContactAddress)
+        .where(
+            ContactAddress.organization_id == organization_id,
+            ContactAddress.value == address.value,
+        )
+        .with_for_update()
+    )
+    row = session.scalars(query).one_or_none()
+    if row is not None:
+        return row
+    # Two transactions may create the same address at once: insert-or-ignore,
+    # then lock whichever row won.
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(
+        insert(ContactAddress)
+        .values(
+            organization_id=organization_id,
+            value=address.value,
+            kind=address.kind,
+            head_seq=0,
+            head_hash=GENESIS_HASH,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["organization_id", "value"])
+    )
+    return session.scalars(query.execution_options(populate_existing=True)).one()
+
+
+# -- validation ----------------------------------------------------------------------
+
+
+def _topic(topic: str | None) -> str:
+    if topic is None:
+        return OVERALL
+    if not _TOPIC.fullmatch(topic):
+        raise InvalidChange(
+            f"topic {topic!r}: expected an id of lower-case letters, digits and "
+            "underscores, such as price_drop"
+        )
+    return topic
+
+
+def _check_fits(change: Change, structure: Structure) -> None:
+    is_email = change.address.kind is AddressKind.EMAIL
+    allowed = (*EMAIL_CHANNELS, Channel.ALL) if is_email else (*PHONE_CHANNELS, Channel.ALL)
+    if change.channel not in allowed:
+        kind = "an email address" if is_email else "a phone number"
+        raise InvalidChange(
+            f"channel {change.channel} does not apply to {kind}; use one of {', '.join(allowed)}"
+        )
+    scope = change.scope
+    if is_email and scope.kind is not ScopeKind.ORGANIZATION:
+        raise InvalidChange(
+            "email consent is kept for the whole organization: lines are for texts and calls"
+        )
+    if scope.kind is ScopeKind.LINE and scope.id not in structure.lines:
+        raise InvalidChange(f"line {scope.id} is not a line of this organization")
+    if scope.kind is ScopeKind.GROUP and scope.id not in structure.groups:
+        raise InvalidChange(f"group {scope.id} has no lines in this organization")
+    if change.via_line_id is not None:
+        if change.via_line_id not in structure.lines:
+            raise InvalidChange(f"line {change.via_line_id} is not a line of this organization")
+        if not structure.point(change.via_line_id).covered_by(scope):
+            raise InvalidChange(f"line {change.via_line_id} is outside the change's scope")
+
+
+# -- planning and refusing -----------------------------------------------------------
+
+
+def _plan(
+    change: Change,
+    topic: str,
+    state: AddressState,
+    structure: Structure,
+    head_seq: int,
+    now: datetime,
+) -> list[RecordState]:
+    """The records the change writes, in order, each with its new sequence number."""
+    writes: list[RecordState] = []
+    records = dict(state.records)
+
+    def write(scope: Scope, channel: Channel) -> None:
+        record = RecordState(
+            scope=scope,
+            channel=channel,
+            topic=topic,
+            status=change.status,
+            source=change.source,
+            actor=change.actor,
+            seq=head_seq + len(writes) + 1,
+            at=now,
+            reason=change.reason,
+            message_id=change.message_id,
+        )
+        current = records.get(record.key)
+        if (
+            current is not None
+            and current.status is record.status
+            and strength(record.source) <= strength(current.source)
+        ):
+            return
+        records[record.key] = record
+        writes.append(record)
+
+    write(change.scope, change.channel)
+    # The contact asked for this line: if an older opt-out in a narrower scope
+    # than the change's still holds it, lift that too (R9: the contact may).
+    if (
+        change.status is Status.OPTED_IN
+        and change.source in CONTACT_SOURCES
+        and change.via_line_id is not None
+    ):
+        point = structure.point(change.via_line_id)
+        for channel in _concrete(change.channel, change.address):
+            if decide(records.values(), point, channel, topic).status is not Status.OPTED_IN:
+                write(Scope.line(change.via_line_id), channel)
+    return writes
+
+
+def _concrete(channel: Channel, address: Address) -> tuple[Channel, ...]:
+    if channel is not Channel.ALL:
+        return (channel,)
+    return EMAIL_CHANNELS if address.kind is AddressKind.EMAIL else PHONE_CHANNELS
+
+
+def _refuse_unliftable(
+    session: Session,
+    change: Change,
+    topic: str,
+    structure: Structure,
+    state: AddressState,
+    writes: list[RecordState],
+) -> None:
+    """Raise ConsentRefused if the opt-in would lift an opt-out its source may not.
+
+    Every opt-out in force before the change, at any point of its scope and
+    at the change's own topic level, that is no longer in force after it has
+    been lifted by this change. The level, not the effective status, is what
+    counts: a staff topic opt-in recorded while the contact is opted out
+    overall must not erase the contact's own STOP <topic> for later.
+    """
+    before = list(state.records.values())
+    after_map = dict(state.records)
+    for record in writes:
+        after_map[record.key] = record
+    after = list(after_map.values())
+    for point in structure.points(change.scope):
+        for channel in _concrete(change.channel, change.address):
+            held = opt_outs_in_force(covering(before, point, channel, topic))
+            still = {r.key for r in opt_outs_in_force(covering(after, point, channel, topic))}
+            for opt_out in held:
+                if opt_out.key not in still and not may_lift(change.source, opt_out.source):
+                    raise _refusal(session, change, opt_out, point, structure)
+
+
+def _refusal(
+    session: Session,
+    change: Change,
+    opt_out: RecordState,
+    point: Point,
+    structure: Structure,
+) -> ConsentRefused:
+    when = opt_out.at.strftime("%Y-%m-%d %H:%M UTC")
+    how = {
+        Source.KEYWORD: "by texting a stop keyword",
+        Source.CARRIER: "at the carrier (the provider reported the opt-out)",
+        Source.IMPORT: f"in an import ({opt_out.actor})",
+        Source.SYSTEM: f"by optgate ({opt_out.actor})",
+    }.get(opt_out.source, f"by {opt_out.actor} ({opt_out.source})")
+    reason = (
+        f"{change.address} opted out of {_describe_scope(session, opt_out.scope)} {how} on {when}."
+    )
+    line = _line_for_hint(session, opt_out.scope, point, structure)
+    start = f"texting START to {line}" if line else "texting START to one of its lines"
+    if opt_out.source in STAFF_SOURCES:
+        who = f"a staff member (with a manual change) or the contact (by {start}) can lift it"
+    elif opt_out.source is Source.SYSTEM:
+        who = f"the contact (by {start}) or optgate itself can lift it"
+    else:
+        who = f"the contact can opt back in, by {start}"
+    refused = {
+        Source.IMPORT: "An import never lifts an opt-out:",
+        Source.SYSTEM: "optgate does not lift an opt-out it did not make:",
+    }.get(change.source, "Staff cannot opt them back in:")
+    return ConsentRefused(reason, f"{refused} only {who}.")
+
+
+def _describe_scope(session: Session, scope: Scope) -> str:
+    if scope.kind is ScopeKind.LINE:
+        line = session.get(Line, scope.id)
+        return f"line {line.address}" if line else "a line"
+    if scope.kind is ScopeKind.GROUP:
+        group = session.get(LineGroup, scope.id)
+        return f"the line group {group.name}" if group else "a line group"
+    return "every line of the organization"
+
+
+def _line_for_hint(
+    session: Session, scope: Scope, point: Point, structure: Structure
+) -> str | None:
+    """A real line where the opt-out holds, to tell staff where the contact can text START."""
+    line_id = point.line_id
+    if line_id is None:
+        covered = [
+            line for line in sorted(structure.lines) if structure.point(line).covered_by(scope)
+        ]
+        line_id = covered[0] if covered else None
+    line = session.get(Line, line_id) if line_id is not None else None
+    return line.address if line else None
+
+
+# -- writing -------------------------------------------------------------------------
+
+
+def _write_record(
+    session: Session,
+    row: ContactAddress,
+    change: Change,
+    record: RecordState,
+    state: AddressState,
+    now: datetime,
+) -> ConsentEvent:
+    current = state.records.get(record.key)
+    stored = session.scalars(
+        sa.select(ConsentRecord).where(
+            ConsentRecord.address_id == row.id,
+            ConsentRecord.scope == record.scope.key,
+            ConsentRecord.channel == record.channel,
+            ConsentRecord.topic == record.topic,
+        )
+    ).one_or_none()
+    if stored is None:
+        stored = ConsentRecord(
+            address_id=row.id,
+            scope=record.scope.key,
+            line_id=record.scope.id if record.scope.kind is ScopeKind.LINE else None,
+            group_id=record.scope.id if record.scope.kind is ScopeKind.GROUP else None,
+            channel=record.channel,
+            topic=record.topic,
+        )
+        session.add(stored)
+    stored.status = record.status
+    stored.source = record.source
+    stored.actor = record.actor
+    stored.reason = record.reason
+    stored.message_id = record.message_id
+    stored.seq = record.seq
+    stored.updated_at = now
+    return _append_event(
+        session,
+        row,
+        subject=CONSENT,
+        scope=record.scope,
+        channel=record.channel,
+        topic=record.topic,
+        old_value=(current.status if current else Status.NOT_DEFINED).value,
+        new_value=record.status.value,
+        old_source=current.source if current else None,
+        source=record.source,
+        actor=record.actor,
+        reason=record.reason,
+        message_id=record.message_id,
+        at=now,
+    )
+
+
+def _append_event(
+    session: Session,
+    row: ContactAddress,
+    *,
+    subject: str,
+    scope: Scope,
+    channel: Channel,
+    topic: str,
+    old_value: str,
+    new_value: str,
+    old_source: Source | None,
+    source: Source,
+    actor: str,
+    reason: str | None,
+    message_id: int | None,
+    at: datetime,
+) -> ConsentEvent:
+    event = ConsentEvent(
+        organization_id=row.organization_id,
+        address_id=row.id,
+        seq=row.head_seq + 1,
+        address=row.value,
+        subject=subject,
+        scope=scope.key,
+        line_id=scope.id if scope.kind is ScopeKind.LINE else None,
+        group_id=scope.id if scope.kind is ScopeKind.GROUP else None,
+        channel=channel.value,
+        topic=topic,
+        old_value=old_value,
+        new_value=new_value,
+        old_source=old_source,
+        source=source,
+        actor=actor,
+        reason=reason,
+        message_id=message_id,
+        created_at=at,
+        prev_hash=row.head_hash,
+    )
+    event.hash = history.event_hash(event)
+    row.head_seq = event.seq
+    row.head_hash = event.hash
+    session.add(event)
+    return event

@@ -1,0 +1,200 @@
+"""Read consent: one address's status on every line of its organisation, and its history.
+
+The shapes returned here (``as_dict``) are what the CLI prints with --json
+and what the HTTP API answers, so both stay the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from app.addresses import Address, AddressKind
+from app.consent import history
+from app.consent.history import FlagValue
+from app.consent.rules import ORGANIZATION_POINT, Decision, Point, decide
+from app.consent.values import EMAIL_CHANNELS, OVERALL, PHONE_CHANNELS, Channel, Flag
+from app.lines import LineView, list_lines
+from app.models import ConsentEvent, ContactAddress, Line, LineGroup, Organization
+
+
+@dataclass(frozen=True)
+class Entry:
+    """The status on one line (or, for email, the organisation) and channel."""
+
+    line: LineView | None
+    channel: Channel
+    overall: Decision
+    topics: dict[str, Decision]
+
+
+@dataclass(frozen=True)
+class AddressStatus:
+    organization: Organization
+    address: Address
+    entries: list[Entry]
+    flags: dict[Flag, FlagValue | None]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "address": self.address.value,
+            "organization": self.organization.name,
+            "lines": [_entry_dict(entry) for entry in self.entries],
+            "flags": {flag.value: _flag_dict(self.flags[flag]) for flag in Flag},
+        }
+
+
+def address_status(
+    session: Session,
+    organization: Organization,
+    address: Address,
+    topics: Iterable[str] = (),
+) -> AddressStatus:
+    """``address``'s status on every line of ``organization``, per channel and topic.
+
+    Args:
+        topics: topics to show even where the address has no record for them
+            (the configured ones); topics with records are always shown.
+    """
+    row = session.scalars(
+        sa.select(ContactAddress).where(
+            ContactAddress.organization_id == organization.id,
+            ContactAddress.value == address.value,
+        )
+    ).one_or_none()
+    state = history.load_state(session, row.id) if row else history.AddressState()
+    records = list(state.records.values())
+    shown_topics = sorted(set(topics) | {r.topic for r in records if r.topic != OVERALL})
+
+    def entry(line: LineView | None, point: Point, channel: Channel) -> Entry:
+        return Entry(
+            line=line,
+            channel=channel,
+            overall=decide(records, point, channel),
+            topics={topic: decide(records, point, channel, topic) for topic in shown_topics},
+        )
+
+    entries: list[Entry]
+    if address.kind is AddressKind.EMAIL:
+        entries = [entry(None, ORGANIZATION_POINT, channel) for channel in EMAIL_CHANNELS]
+    else:
+        entries = [
+            entry(view, Point(view.line.id, view.line.group_id), channel)
+            for view in list_lines(session, organization)
+            for channel in PHONE_CHANNELS
+        ]
+    return AddressStatus(
+        organization=organization,
+        address=address,
+        entries=entries,
+        flags={flag: state.flags.get(flag) for flag in Flag},
+    )
+
+
+def address_history(
+    session: Session,
+    organization: Organization,
+    address: Address,
+    *,
+    after_seq: int = 0,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """The history of ``address`` in ``organization``, oldest first, as dicts."""
+    row = session.scalars(
+        sa.select(ContactAddress).where(
+            ContactAddress.organization_id == organization.id,
+            ContactAddress.value == address.value,
+        )
+    ).one_or_none()
+    if row is None:
+        return []
+    events = list(history.iter_history(session, row.id, after_seq=after_seq, limit=limit))
+    names = _scope_names(session, events)
+    return [event_dict(event, names) for event in events]
+
+
+def event_dict(event: ConsentEvent, scope_names: dict[str, str]) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "seq": event.seq,
+        "at": _iso(event.created_at),
+        "address": event.address,
+        "subject": event.subject,
+        "scope": event.scope.partition(":")[0],
+        "line": scope_names.get(event.scope) if event.line_id else None,
+        "group": scope_names.get(event.scope) if event.group_id else None,
+        "channel": event.channel,
+        "topic": event.topic or None,
+        "old": event.old_value,
+        "new": event.new_value,
+        "old_source": event.old_source.value if event.old_source else None,
+        "source": event.source.value,
+        "actor": event.actor,
+        "reason": event.reason,
+        "message_id": event.message_id,
+        "hash": event.hash,
+    }
+
+
+def _scope_names(session: Session, events: list[ConsentEvent]) -> dict[str, str]:
+    line_ids = {event.line_id for event in events if event.line_id}
+    group_ids = {event.group_id for event in events if event.group_id}
+    names: dict[str, str] = {}
+    if line_ids:
+        for line_id, address in session.execute(
+            sa.select(Line.id, Line.address).where(Line.id.in_(line_ids))
+        ):
+            names[f"line:{line_id}"] = address
+    if group_ids:
+        for group_id, name in session.execute(
+            sa.select(LineGroup.id, LineGroup.name).where(LineGroup.id.in_(group_ids))
+        ):
+            names[f"group:{group_id}"] = name
+    return names
+
+
+def _entry_dict(entry: Entry) -> dict[str, Any]:
+    view = entry.line
+    return {
+        "line": view.line.address if view else None,
+        "line_name": view.line.name if view else None,
+        "group": view.group if view else None,
+        "channel": entry.channel.value,
+        **_decision_dict(entry.overall),
+        "topics": {topic: _decision_dict(d) for topic, d in entry.topics.items()},
+    }
+
+
+def _decision_dict(decision: Decision) -> dict[str, Any]:
+    record = decision.record
+    return {
+        "status": decision.status.value,
+        "because": decision.because.value,
+        "source": record.source.value if record else None,
+        "actor": record.actor if record else None,
+        "at": _iso(record.at) if record else None,
+        "scope": record.scope.kind.value if record else None,
+        "reason": record.reason if record else None,
+        "message_id": record.message_id if record else None,
+    }
+
+
+def _flag_dict(value: FlagValue | None) -> dict[str, Any]:
+    if value is None:
+        return {"set": False, "source": None, "actor": None, "at": None, "reason": None}
+    return {
+        "set": value.is_set,
+        "source": value.source.value,
+        "actor": value.actor,
+        "at": _iso(value.at),
+        "reason": value.reason,
+    }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,0 +1,72 @@
+"""Errors a person can act on.
+
+Every error optgate raises on purpose derives from ``OptgateError`` and its
+message is written for whoever will read it (an operator at the CLI, an API
+client): it names the input and says what would work. The CLI prints the
+message on one line and exits 1; the web layer turns it into a JSON 4xx.
+
+    OptgateError
+    ├── SettingsError      a setting is missing or malformed (the start stops)
+    ├── InvalidAddress     a phone number, short code or email we cannot normalise
+    ├── InvalidChange      a consent change that does not make sense (wrong channel for
+    │                      the address, unknown scope, ...)
+    ├── NotFound           a line, organisation or address that does not exist
+    ├── Conflict           the thing exists already, differently
+    └── ConsentRefused     the consent rules forbid the change (HTTP 409); `hint` says
+                           what would work ("the contact must text START to ...")
+"""
+
+from __future__ import annotations
+
+
+class OptgateError(Exception):
+    """Base class: the message is meant for a person."""
+
+    #: HTTP status the web layer answers with.
+    http_status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SettingsError(OptgateError):
+    """A setting is missing or has a value we cannot use."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+class InvalidAddress(OptgateError):
+    """Input that is not a phone number, short code or email address."""
+
+    def __init__(self, raw: str, why: str) -> None:
+        super().__init__(f"{raw!r} is not a valid address: {why}")
+        self.raw = raw
+
+
+class InvalidChange(OptgateError):
+    """A consent change whose parts do not fit together."""
+
+
+class NotFound(OptgateError):
+    http_status = 404
+
+
+class Conflict(OptgateError):
+    http_status = 409
+
+
+class ConsentRefused(OptgateError):
+    """The consent rules forbid this change; nothing was written."""
+
+    http_status = 409
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(f"{message} {hint}")
+        self.reason = message
+        self.hint = hint

@@ -1,0 +1,44 @@
+"""``optgate web``: the app under gunicorn, the same way in production and locally."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from app import create_app
+from app.settings import Settings
+
+
+class _Server(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self._settings = settings
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        # Runs in each worker after the fork, so no process shares a
+        # database connection with another.
+        return create_app(self._settings)
+
+
+def run_web(settings: Settings, bind: str, workers: int | None = None) -> None:
+    """Serve until stopped. Settings are validated before gunicorn starts."""
+    options = {
+        "bind": bind,
+        "workers": workers or int(os.environ.get("WEB_CONCURRENCY", "2")),
+        "worker_class": "sync",
+        "timeout": 30,
+        "graceful_timeout": 10,
+        "accesslog": "-",
+        "errorlog": "-",
+        "loglevel": settings.log_level.lower(),
+        "proc_name": "optgate-web",
+    }
+    _Server(settings, options).run()

@@ -1,0 +1,220 @@
+"""Settings, read from the environment once and validated as a whole.
+
+Every setting is declared once in ``SETTINGS`` with its variable, default,
+parser and a description; the README's configuration table lists the same
+variables (a test keeps the two in step). A wrong value raises
+``SettingsError`` naming the variable and what is expected, so a bad deploy
+stops at start with one line instead of failing on the first request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import phonenumbers
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from app.errors import SettingsError
+
+#: Where the local SQLite database lives when OPTGATE_DATABASE_URL is unset.
+DEFAULT_DATABASE_URL = "sqlite:///var/optgate.sqlite3"
+
+#: OPTGATE_REDIS_URL value meaning "no Redis: run jobs inside the web process".
+INLINE_REDIS = "inline"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything optgate reads from its environment."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    default_region: str = "US"
+    default_organization: str = "default"
+    log_level: str = "INFO"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = dataclasses.field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``).
+
+        Raises:
+            SettingsError: the first variable that is wrong, with what is expected.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            raw = env.get(setting.variable, "").strip()
+            if raw:
+                values[setting.field] = setting.parse(setting.variable, raw)
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied and validated (tests use this)."""
+        settings = dataclasses.replace(self, **changes)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Checks that involve more than one variable."""
+        if bool(self.twilio_account_sid) != bool(self.twilio_auth_token):
+            missing = "TWILIO_AUTH_TOKEN" if self.twilio_account_sid else "TWILIO_ACCOUNT_SID"
+            raise SettingsError(
+                missing,
+                "is missing; set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN together "
+                "(both from the Twilio Console) or neither",
+            )
+
+    @property
+    def redis_inline(self) -> bool:
+        return self.redis_url == INLINE_REDIS
+
+    def safe_database_url(self) -> str:
+        """The database URL with any password masked, for logs."""
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+
+# -- parsers: (variable, raw) -> value, raising SettingsError ---------------------------
+
+
+def _database_url(variable: str, raw: str) -> str:
+    # Heroku-style and bare postgresql:// URLs mean "PostgreSQL through psycopg 3",
+    # the driver we ship; SQLAlchemy's default for them would be psycopg2.
+    if raw.startswith("postgres://"):
+        raw = "postgresql://" + raw.removeprefix("postgres://")
+    try:
+        url: URL = make_url(raw)
+    except ArgumentError:
+        raise SettingsError(
+            variable,
+            "expected a database URL such as sqlite:///var/optgate.sqlite3 or "
+            "postgresql://user:password@host:5432/optgate",
+        ) from None
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    if url.drivername not in ("sqlite", "postgresql+psycopg"):
+        raise SettingsError(
+            variable,
+            f"expected a sqlite:// or postgresql:// URL, got a {url.drivername} URL",
+        )
+    return url.render_as_string(hide_password=False)
+
+
+def _redis_url(variable: str, raw: str) -> str:
+    if raw == INLINE_REDIS or re.match(r"^(redis|rediss|unix)://", raw):
+        return raw
+    raise SettingsError(
+        variable,
+        f"expected a URL such as redis://127.0.0.1:6379/0 (or {INLINE_REDIS!r} to run "
+        f"jobs inside the web process, for development), got {raw!r}",
+    )
+
+
+def _region(variable: str, raw: str) -> str:
+    region = raw.upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise SettingsError(
+            variable,
+            f"expected a two-letter region code such as US, CA or GB, got {raw!r}",
+        )
+    return region
+
+
+def _organization(variable: str, raw: str) -> str:
+    if len(raw) > 100:
+        raise SettingsError(variable, "expected an organization name of at most 100 characters")
+    return raw
+
+
+def _log_level(variable: str, raw: str) -> str:
+    level = raw.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError(variable, f"expected DEBUG, INFO, WARNING or ERROR, got {raw!r}")
+    return level
+
+
+def _account_sid(variable: str, raw: str) -> str:
+    if not re.fullmatch(r"AC[0-9a-fA-F]{32}", raw):
+        raise SettingsError(variable, "expected a Twilio Account SID: AC followed by 32 hex digits")
+    return raw
+
+
+def _auth_token(variable: str, raw: str) -> str:
+    # Never echo the value: it is a secret.
+    if not re.fullmatch(r"[0-9a-fA-F]{32}", raw):
+        raise SettingsError(variable, "expected a Twilio auth token: 32 hex digits")
+    return raw
+
+
+@dataclass(frozen=True)
+class Setting:
+    variable: str
+    field: str
+    parse: Callable[[str, str], Any]
+    description: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "OPTGATE_DATABASE_URL",
+        "database_url",
+        _database_url,
+        "Database: a SQLite file (default `sqlite:///var/optgate.sqlite3`) or "
+        "`postgresql://user:pass@host/db`.",
+    ),
+    Setting(
+        "OPTGATE_REDIS_URL",
+        "redis_url",
+        _redis_url,
+        "Redis for the job queue (default `redis://127.0.0.1:6379/0`). `optgate dev` starts "
+        "an embedded Redis when unset; `inline` runs jobs in the web process (development).",
+    ),
+    Setting(
+        "OPTGATE_DEFAULT_REGION",
+        "default_region",
+        _region,
+        "Region for numbers written without a country code, e.g. `(415) 555-0100` (default `US`).",
+    ),
+    Setting(
+        "OPTGATE_DEFAULT_ORGANIZATION",
+        "default_organization",
+        _organization,
+        "Organization that `optgate lines add` uses without `--organization` (default `default`).",
+    ),
+    Setting(
+        "OPTGATE_LOG_LEVEL",
+        "log_level",
+        _log_level,
+        "DEBUG, INFO (default), WARNING or ERROR.",
+    ),
+    Setting(
+        "TWILIO_ACCOUNT_SID",
+        "twilio_account_sid",
+        _account_sid,
+        "Twilio Account SID (`AC…`); set together with `TWILIO_AUTH_TOKEN`.",
+    ),
+    Setting(
+        "TWILIO_AUTH_TOKEN",
+        "twilio_auth_token",
+        _auth_token,
+        "Twilio auth token: verifies webhook signatures and authenticates sends.",
+    ),
+)
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("optgate").setLevel(settings.log_level)

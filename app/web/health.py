@@ -1,0 +1,58 @@
+"""``/healthz`` (the process answers) and ``/readyz`` (it can do its work)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from app import migrate
+from app.web import database, settings
+from workers.queue import redis_connection
+
+blueprint = Blueprint("health", __name__)
+
+
+@blueprint.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    return jsonify({"status": "ok"})
+
+
+@blueprint.get("/readyz")
+def readyz() -> ResponseReturnValue:
+    """200 when the database (at the current schema) and Redis answer; 503 naming what does not."""
+    checks = {"database": _check_database(), "redis": _check_redis()}
+    ready = all(result == "ok" for result in checks.values())
+    return jsonify({"status": "ready" if ready else "unavailable", "checks": checks}), (
+        200 if ready else 503
+    )
+
+
+def _check_database() -> str:
+    engine = database().engine
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        current = migrate.current_revision(engine)
+    except SQLAlchemyError as error:
+        return f"unreachable: {_first_line(error)}"
+    if current != migrate.head_revision():
+        return (
+            f"schema is at {current or 'nothing'}, expected {migrate.head_revision()}: "
+            "run `optgate db upgrade`"
+        )
+    return "ok"
+
+
+def _check_redis() -> str:
+    try:
+        redis_connection(settings()).ping()
+    except Exception as error:  # redis raises several unrelated types; all mean "not ready"
+        return f"unreachable: {_first_line(error)}"
+    return "ok"
+
+
+def _first_line(error: BaseException) -> str:
+    cause = getattr(error, "orig", None) or error
+    return str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__

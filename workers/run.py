@@ -1,0 +1,27 @@
+"""``optgate worker``: an RQ worker on optgate's queues."""
+
+from __future__ import annotations
+
+from rq import Queue, Worker
+
+from app.errors import SettingsError
+from app.settings import Settings
+from workers.queue import QUEUE_NAMES, redis_connection
+
+
+def run_worker(settings: Settings, *, burst: bool = False) -> bool:
+    """Work the queues until stopped (or, with ``burst``, until they are empty).
+
+    Returns:
+        Whether any job was processed.
+    """
+    if settings.redis_inline:
+        raise SettingsError(
+            "OPTGATE_REDIS_URL",
+            "is 'inline': jobs run inside the web process, so there is no worker to start; "
+            "set a redis:// URL to run workers",
+        )
+    connection = redis_connection(settings, timeout=None)
+    queues = [Queue(name, connection=connection) for name in QUEUE_NAMES]
+    worker = Worker(queues, connection=connection)
+    return bool(worker.work(burst=burst, logging_level=settings.log_level))
