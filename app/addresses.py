@@ -47,11 +47,15 @@ class Address:
         return self.value
 
 
-# Short codes are 3 to 8 digits depending on the country (US: 5-6, UK: 5,
-# France: 5, India: up to 8); a national phone number is longer everywhere we
-# know of, so "digits only, at most 8" is unambiguous.
+# Short codes are 3 to 8 digits (US and Canada 5-6, UK, France and Germany 5,
+# India 5-6, Australia up to 8). Providers send phone numbers in E.164 with a
+# "+", so bare digits from a provider are a short code. A person may type a
+# national number as bare digits, though, and in some countries (Singapore,
+# Denmark, Norway, ...) those are 8 digits: 7 or 8 digits that make a possible
+# number of the default region are read as that number.
 _SHORT_CODE = re.compile(r"\d{3,8}")
-_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s.]+")
+_ALWAYS_SHORT_CODE = 6
+_EMAIL = re.compile(r"[^@\s]{1,64}@(?:[^@\s.]+\.)+[^@\s.]+")
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
 
 
@@ -65,14 +69,20 @@ def normalize(raw: str, default_region: str = "US") -> Address:
     Raises:
         InvalidAddress: naming ``raw`` and why it was rejected.
     """
-    # NFKC turns full-width digits and other compatibility forms into ASCII.
-    text = unicodedata.normalize("NFKC", raw).translate(_INVISIBLE).strip()
+    # NFKC turns full-width digits and other compatibility forms into ASCII. The
+    # invisible characters go first: left in, they would keep NFKC from composing
+    # what they separate ("e", ZWSP, U+0301), and the key would not be canonical.
+    text = unicodedata.normalize("NFKC", raw.translate(_INVISIBLE)).strip()
     if not text:
         raise InvalidAddress(raw, "it is empty")
     if "@" in text:
         return _email(raw, text)
     if _SHORT_CODE.fullmatch(text):
-        return Address(text, AddressKind.SHORT_CODE)
+        # \d matches any script's digits, which NFKC leaves alone (Arabic-Indic...).
+        digits = "".join(str(unicodedata.decimal(c)) for c in text)
+        if len(digits) <= _ALWAYS_SHORT_CODE or not _possible_phone(digits, default_region):
+            return Address(digits, AddressKind.SHORT_CODE)
+        text = digits
     return Address(_phone(raw, text, default_region), AddressKind.PHONE)
 
 
@@ -103,6 +113,15 @@ def _phone(raw: str, text: str, default_region: str) -> str:
     if possible != ValidationResult.IS_POSSIBLE:
         raise InvalidAddress(raw, _length_problem(possible, default_region))
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+
+
+def _possible_phone(digits: str, region: str) -> bool:
+    try:
+        number = phonenumbers.parse(digits, region)
+    except NumberParseException:
+        return False
+    possible = phonenumbers.is_possible_number_with_reason(number)
+    return bool(possible == ValidationResult.IS_POSSIBLE)
 
 
 def _email(raw: str, text: str) -> Address:

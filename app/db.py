@@ -29,6 +29,9 @@ def make_engine(database_url: str, **options: Any) -> Engine:
     # pool_pre_ping: after the database restarts, the first checkout replaces
     # dead connections instead of failing a request, so we recover by ourselves.
     options.setdefault("pool_pre_ping", True)
+    # A host that drops packets must not hang a request (or /readyz) for the
+    # operating system's minutes-long connect timeout.
+    options.setdefault("connect_args", {}).setdefault("connect_timeout", 5)
     return create_engine(database_url, **options)
 
 

@@ -54,8 +54,7 @@ def run_dev(port: int, host: str = "127.0.0.1") -> int:
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     children: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        # Not ``-m app.cli``: app.cli is a package without a __main__ module.
-        command = [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())"]
+        command = [sys.executable, "-m", "app.cli"]
         children["web"] = _spawn([*command, "web", "--bind", f"{host}:{port}"], env)
         if env["OPTGATE_REDIS_URL"] != INLINE_REDIS:
             children["worker"] = _spawn([*command, "worker"], env)
@@ -64,6 +63,10 @@ def run_dev(port: int, host: str = "127.0.0.1") -> int:
         url = f"http://{host}:{port}"
         if _wait_ready(url, children, lambda: stopping):
             _say(f"optgate is running at {url}  (readiness: {url}/readyz; Ctrl-C stops it)")
+        elif not stopping:
+            _say(
+                f"WARNING: {url}/readyz did not answer 200 within {READY_TIMEOUT:.0f} s; see above"
+            )
         while not stopping:
             exited = {name: child.poll() for name, child in children.items()}
             dead = {name: code for name, code in exited.items() if code is not None}

@@ -40,5 +40,9 @@ def run_web(settings: Settings, bind: str, workers: int | None = None) -> None:
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
         "proc_name": "optgate-web",
+        # gunicorn's control socket is one path per user account: several
+        # optgate web processes would take it over from each other. We do not
+        # use gunicornc, so none is opened.
+        "control_socket_disable": True,
     }
     _Server(settings, options).run()

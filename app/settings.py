@@ -60,7 +60,14 @@ class Settings:
         return settings
 
     def replace(self, **changes: Any) -> Settings:
-        """A copy with ``changes`` applied and validated (tests use this)."""
+        """A copy with ``changes`` applied and validated (tests use this).
+
+        String values are read like the environment's ("gb" becomes "GB").
+        """
+        for setting in SETTINGS:
+            value = changes.get(setting.field)
+            if isinstance(value, str) and value.strip():
+                changes[setting.field] = setting.parse(setting.variable, value.strip())
         settings = dataclasses.replace(self, **changes)
         settings.check()
         return settings
@@ -94,12 +101,18 @@ def _database_url(variable: str, raw: str) -> str:
         raw = "postgresql://" + raw.removeprefix("postgres://")
     try:
         url: URL = make_url(raw)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise SettingsError(
             variable,
             "expected a database URL such as sqlite:///var/optgate.sqlite3 or "
             "postgresql://user:password@host:5432/optgate",
         ) from None
+    if url.host and "@" in url.host:
+        # The password (or user) holds an "@": the rest of it would be read as the
+        # host, and shown unmasked by safe_database_url().
+        raise SettingsError(
+            variable, "expected '@' in the user name or password to be written as %40"
+        )
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
     if url.drivername not in ("sqlite", "postgresql+psycopg"):
@@ -113,10 +126,12 @@ def _database_url(variable: str, raw: str) -> str:
 def _redis_url(variable: str, raw: str) -> str:
     if raw == INLINE_REDIS or re.match(r"^(redis|rediss|unix)://", raw):
         return raw
+    # The value is not echoed: a mistyped URL may still hold a password.
     raise SettingsError(
         variable,
-        f"expected a URL such as redis://127.0.0.1:6379/0 (or {INLINE_REDIS!r} to run "
-        f"jobs inside the web process, for development), got {raw!r}",
+        "expected a URL starting redis://, rediss:// or unix://, such as "
+        f"redis://127.0.0.1:6379/0 (or {INLINE_REDIS!r} to run jobs inside the web process, "
+        "for development)",
     )
 
 
@@ -177,7 +192,7 @@ SETTINGS: tuple[Setting, ...] = (
         "redis_url",
         _redis_url,
         "Redis for the job queue (default `redis://127.0.0.1:6379/0`). `optgate dev` starts "
-        "an embedded Redis when unset; `inline` runs jobs in the web process (development).",
+        "an embedded Redis when unset; `inline` runs jobs in the web process (development only).",
     ),
     Setting(
         "OPTGATE_DEFAULT_REGION",
@@ -195,7 +210,7 @@ SETTINGS: tuple[Setting, ...] = (
         "OPTGATE_LOG_LEVEL",
         "log_level",
         _log_level,
-        "DEBUG, INFO (default), WARNING or ERROR.",
+        "`DEBUG`, `INFO` (default), `WARNING` or `ERROR`.",
     ),
     Setting(
         "TWILIO_ACCOUNT_SID",

@@ -63,7 +63,9 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     """Run the command line; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        cli.main(args=args, prog_name="optgate", standalone_mode=False, obj=Context(settings))
+        result = cli.main(
+            args=args, prog_name="optgate", standalone_mode=False, obj=Context(settings)
+        )
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.exceptions.Abort:
@@ -84,7 +86,8 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
             f"unexpected {type(error).__name__}: {_first_line(error)} "
             "(set OPTGATE_DEBUG=1 to see where)"
         )
-    return 0
+    # Without standalone mode, click returns ctx.exit(code) as the result.
+    return result if isinstance(result, int) else 0
 
 
 def _fail(message: str) -> int:

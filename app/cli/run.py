@@ -52,4 +52,7 @@ def dev(port: int) -> None:
     """
     from app.devrun import run_dev
 
-    click.get_current_context().exit(run_dev(port))
+    # Raise rather than ctx.exit(code): under standalone_mode=False click hands
+    # the code back as a return value, which main() does not pass on.
+    if run_dev(port) != 0:
+        raise click.ClickException("stopped because a process exited (its output is above)")

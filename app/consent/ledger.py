@@ -45,7 +45,7 @@ from app.consent.rules import (
     RecordState,
     Structure,
     covering,
-    decide,
+    decide_level,
     opt_outs_in_force,
 )
 from app.consent.values import (
@@ -299,11 +299,19 @@ def _plan(
     head_seq: int,
     now: datetime,
 ) -> list[RecordState]:
-    """The records the change writes, in order, each with its new sequence number."""
+    """The records the change writes, in order, each with its new sequence number.
+
+    First the record the change names. Then, wherever the change must hold
+    but an older record would still win — an opt-out anywhere in its scope,
+    a contact's opt-in on the line they wrote to — a record in the narrowest
+    scope there, which wins by being newest and narrowest. (Rewriting the
+    named record instead could weaken it: a staff opt-out must not turn a
+    keyword opt-out into one staff may lift.)
+    """
     writes: list[RecordState] = []
     records = dict(state.records)
 
-    def write(scope: Scope, channel: Channel) -> None:
+    def write(scope: Scope, channel: Channel, *, always: bool = False) -> None:
         record = RecordState(
             scope=scope,
             channel=channel,
@@ -318,7 +326,8 @@ def _plan(
         )
         current = records.get(record.key)
         if (
-            current is not None
+            not always
+            and current is not None
             and current.status is record.status
             and strength(record.source) <= strength(current.source)
         ):
@@ -327,18 +336,26 @@ def _plan(
         writes.append(record)
 
     write(change.scope, change.channel)
-    # The contact asked for this line: if an older opt-out in a narrower scope
-    # than the change's still holds it, lift that too (R9: the contact may).
-    if (
-        change.status is Status.OPTED_IN
-        and change.source in CONTACT_SOURCES
-        and change.via_line_id is not None
-    ):
-        point = structure.point(change.via_line_id)
+    if change.status is Status.OPTED_OUT:
+        must_hold = structure.points(change.scope)
+    elif change.source in CONTACT_SOURCES and change.via_line_id is not None:
+        must_hold = [structure.point(change.via_line_id)]
+    else:
+        # Staff and import opt-ins do not reach past narrower opt-outs.
+        must_hold = []
+    for point in must_hold:
         for channel in _concrete(change.channel, change.address):
-            if decide(records.values(), point, channel, topic).status is not Status.OPTED_IN:
-                write(Scope.line(change.via_line_id), channel)
+            if decide_level(records.values(), point, channel, topic).status is not change.status:
+                write(_narrowest(point), channel, always=True)
     return writes
+
+
+def _narrowest(point: Point) -> Scope:
+    if point.line_id is not None:
+        return Scope.line(point.line_id)
+    if point.group_id is not None:
+        return Scope.group(point.group_id)
+    return Scope.organization()
 
 
 def _concrete(channel: Channel, address: Address) -> tuple[Channel, ...]:

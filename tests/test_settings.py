@@ -1,0 +1,279 @@
+"""Settings: defaults, one valid and several wrong values per variable, and checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.errors import SettingsError
+from app.settings import DEFAULT_DATABASE_URL, INLINE_REDIS, SETTINGS, Settings
+
+SID = "AC" + "0123456789abcdef" * 2
+TOKEN = "fedcba9876543210" * 2
+TWILIO = {"TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": TOKEN}
+
+
+def from_env(variable: str, value: str) -> Settings:
+    """Settings with ``variable`` set (and its Twilio partner, which must come along)."""
+    environ = {**TWILIO} if variable in TWILIO else {}
+    environ[variable] = value
+    return Settings.from_env(environ)
+
+
+# -- defaults ---------------------------------------------------------------------------
+
+
+def test_an_empty_environment_gives_the_documented_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.database_url == DEFAULT_DATABASE_URL == "sqlite:///var/optgate.sqlite3"
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert not settings.redis_inline
+    assert settings.default_region == "US"
+    assert settings.default_organization == "default"
+    assert settings.log_level == "INFO"
+    assert settings.twilio_account_sid is None
+    assert settings.twilio_auth_token is None
+
+
+def test_it_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPTGATE_DEFAULT_ORGANIZATION", "acme")
+    assert Settings.from_env().default_organization == "acme"
+
+
+def test_it_ignores_variables_it_does_not_know() -> None:
+    assert Settings.from_env({"OPTGATE_UNKNOWN": "x", "PATH": "/bin"}) == Settings()
+
+
+# -- valid values -----------------------------------------------------------------------
+
+VALID = [
+    # (variable, value, field, expected)
+    ("OPTGATE_DATABASE_URL", "sqlite:////tmp/optgate.sqlite3", "database_url",
+     "sqlite:////tmp/optgate.sqlite3"),
+    ("OPTGATE_DATABASE_URL", "postgres://u:p@h/db", "database_url",
+     "postgresql+psycopg://u:p@h/db"),
+    ("OPTGATE_DATABASE_URL", "postgresql://u:p@h:5432/db", "database_url",
+     "postgresql+psycopg://u:p@h:5432/db"),
+    ("OPTGATE_DATABASE_URL", "postgresql+psycopg://u:p%40ss@h/db?sslmode=require",
+     "database_url", "postgresql+psycopg://u:p%40ss@h/db?sslmode=require"),
+    ("OPTGATE_REDIS_URL", "redis://cache:6379/2", "redis_url", "redis://cache:6379/2"),
+    ("OPTGATE_REDIS_URL", "rediss://:secret@cache:6380/0", "redis_url",
+     "rediss://:secret@cache:6380/0"),
+    ("OPTGATE_REDIS_URL", "unix:///run/redis.sock", "redis_url", "unix:///run/redis.sock"),
+    ("OPTGATE_REDIS_URL", "inline", "redis_url", INLINE_REDIS),
+    ("OPTGATE_DEFAULT_REGION", "gb", "default_region", "GB"),
+    ("OPTGATE_DEFAULT_REGION", "CA", "default_region", "CA"),
+    ("OPTGATE_DEFAULT_ORGANIZATION", "acme", "default_organization", "acme"),
+    ("OPTGATE_DEFAULT_ORGANIZATION", "a" * 100, "default_organization", "a" * 100),
+    ("OPTGATE_LOG_LEVEL", "debug", "log_level", "DEBUG"),
+    ("OPTGATE_LOG_LEVEL", "WARNING", "log_level", "WARNING"),
+    ("TWILIO_ACCOUNT_SID", SID, "twilio_account_sid", SID),
+    ("TWILIO_ACCOUNT_SID", SID.upper(), "twilio_account_sid", SID.upper()),
+    ("TWILIO_AUTH_TOKEN", TOKEN, "twilio_auth_token", TOKEN),
+    ("OPTGATE_DEFAULT_REGION", "  fr \n", "default_region", "FR"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field", "expected"),
+    VALID,
+    ids=[f"{variable}={value.strip()[:30]}" for variable, value, *_ in VALID],
+)
+def test_it_takes_a_valid_value(variable: str, value: str, field: str, expected: str) -> None:
+    assert getattr(from_env(variable, value), field) == expected
+
+
+def test_inline_redis_runs_jobs_in_the_web_process() -> None:
+    assert Settings.from_env({"OPTGATE_REDIS_URL": "inline"}).redis_inline
+
+
+# -- wrong values -----------------------------------------------------------------------
+
+WRONG = [
+    # (variable, bad value, a fragment of what is expected)
+    ("OPTGATE_DATABASE_URL", "mysql://x", "expected a sqlite:// or postgresql:// URL"),
+    ("OPTGATE_DATABASE_URL", "postgresql+psycopg2://u@h/db", "got a postgresql+psycopg2 URL"),
+    ("OPTGATE_DATABASE_URL", "not a url", "expected a database URL"),
+    ("OPTGATE_DATABASE_URL", "postgresql://u:p@h:port/db", "expected a database URL"),
+    ("OPTGATE_DATABASE_URL", "postgresql://u:p@ss@h/db", "%40"),
+    ("OPTGATE_REDIS_URL", "localhost:6379", "expected a URL starting redis://"),
+    ("OPTGATE_REDIS_URL", "http://cache:6379", "'inline'"),
+    ("OPTGATE_DEFAULT_REGION", "USA", "expected a two-letter region code"),
+    ("OPTGATE_DEFAULT_REGION", "XX", "expected a two-letter region code"),
+    ("OPTGATE_DEFAULT_ORGANIZATION", "a" * 101, "at most 100 characters"),
+    ("OPTGATE_LOG_LEVEL", "LOUD", "expected DEBUG, INFO, WARNING or ERROR"),
+    ("OPTGATE_LOG_LEVEL", "CRITICAL", "expected DEBUG, INFO, WARNING or ERROR"),
+    ("TWILIO_ACCOUNT_SID", "SK" + "0" * 32, "AC followed by 32 hex digits"),
+    ("TWILIO_ACCOUNT_SID", "AC123", "AC followed by 32 hex digits"),
+    ("TWILIO_ACCOUNT_SID", "AC" + "g" * 32, "AC followed by 32 hex digits"),
+    ("TWILIO_AUTH_TOKEN", "hunter2", "32 hex digits"),
+    ("TWILIO_AUTH_TOKEN", TOKEN + "0", "32 hex digits"),
+]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    WRONG,
+    ids=[f"{variable}={value[:30]}" for variable, value, _ in WRONG],
+)
+def test_it_rejects_a_wrong_value_naming_the_variable_and_what_is_expected(
+    variable: str, value: str, expected: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        from_env(variable, value)
+    assert str(caught.value).startswith(f"{variable}: ")
+    assert expected in str(caught.value)
+    assert caught.value.variable == variable
+
+
+def test_every_setting_has_a_valid_and_a_wrong_value_above() -> None:
+    variables = {setting.variable for setting in SETTINGS}
+    assert {variable for variable, *_ in VALID} == variables
+    assert {variable for variable, *_ in WRONG} == variables
+
+
+@pytest.mark.parametrize(
+    "token", ["hunter2", "not-a-token-but-a-secret", TOKEN[:-1] + "z"], ids=str.__len__
+)
+def test_a_wrong_auth_token_is_not_echoed(token: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        from_env("TWILIO_AUTH_TOKEN", token)
+    assert token not in str(caught.value)
+    assert token not in repr(caught.value)
+
+
+def test_a_database_url_error_does_not_echo_the_password() -> None:
+    for url in ("mysql://u:s3cret@h/db", "postgresql://u:s3cret@h:port/db"):
+        with pytest.raises(SettingsError) as caught:
+            from_env("OPTGATE_DATABASE_URL", url)
+        assert "s3cret" not in str(caught.value)
+
+
+def test_the_auth_token_is_not_in_the_repr_of_settings() -> None:
+    assert TOKEN not in repr(Settings.from_env(TWILIO))
+
+
+# -- Twilio credentials come in pairs ---------------------------------------------------
+
+
+def test_both_twilio_credentials_are_taken_together() -> None:
+    settings = Settings.from_env(TWILIO)
+    assert (settings.twilio_account_sid, settings.twilio_auth_token) == (SID, TOKEN)
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [
+        ({"TWILIO_ACCOUNT_SID": SID}, "TWILIO_AUTH_TOKEN"),
+        ({"TWILIO_AUTH_TOKEN": TOKEN}, "TWILIO_ACCOUNT_SID"),
+        ({"TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": "  "}, "TWILIO_AUTH_TOKEN"),
+    ],
+    ids=["sid-only", "token-only", "blank-token"],
+)
+def test_a_lone_twilio_credential_names_the_missing_one(
+    given: dict[str, str], missing: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(given)
+    assert str(caught.value).startswith(f"{missing}: is missing")
+    assert caught.value.variable == missing
+    assert TOKEN not in str(caught.value)
+
+
+# -- empty values -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t\n"], ids=["empty", "spaces", "tab-newline"])
+def test_an_empty_value_counts_as_unset(blank: str) -> None:
+    environ = {setting.variable: blank for setting in SETTINGS}
+    assert Settings.from_env(environ) == Settings()
+
+
+def test_surrounding_whitespace_is_trimmed() -> None:
+    settings = Settings.from_env({"OPTGATE_LOG_LEVEL": " warning\n", **TWILIO})
+    assert settings.log_level == "WARNING"
+
+
+# -- replace ----------------------------------------------------------------------------
+
+
+def test_replace_applies_changes() -> None:
+    settings = Settings().replace(default_organization="acme", redis_url="inline")
+    assert settings.default_organization == "acme"
+    assert settings.redis_inline
+
+
+def test_replace_checks_the_twilio_pair() -> None:
+    with pytest.raises(SettingsError, match=r"^TWILIO_AUTH_TOKEN: is missing"):
+        Settings().replace(twilio_account_sid=SID)
+    with pytest.raises(SettingsError, match=r"^TWILIO_ACCOUNT_SID: is missing"):
+        Settings.from_env(TWILIO).replace(twilio_account_sid=None)
+
+
+@pytest.mark.parametrize(
+    ("changes", "variable"),
+    [
+        ({"default_region": "USA"}, "OPTGATE_DEFAULT_REGION"),
+        ({"log_level": "LOUD"}, "OPTGATE_LOG_LEVEL"),
+        ({"database_url": "mysql://x"}, "OPTGATE_DATABASE_URL"),
+        ({"redis_url": "localhost:6379"}, "OPTGATE_REDIS_URL"),
+        ({"twilio_account_sid": "AC123", "twilio_auth_token": TOKEN}, "TWILIO_ACCOUNT_SID"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "-".join(value),
+)
+def test_replace_rejects_a_wrong_value_like_the_environment_does(
+    changes: dict[str, Any], variable: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings().replace(**changes)
+    assert caught.value.variable == variable
+
+
+def test_replace_reads_values_like_the_environment_does() -> None:
+    settings = Settings().replace(
+        default_region="gb", log_level="debug", database_url="postgres://u:p@h/db"
+    )
+    assert settings.default_region == "GB"
+    assert settings.log_level == "DEBUG"
+    assert settings.database_url == "postgresql+psycopg://u:p@h/db"
+
+
+def test_the_make_settings_fixture_validates(make_settings: Any) -> None:
+    assert make_settings(log_level="error").log_level == "ERROR"
+    with pytest.raises(SettingsError):
+        make_settings(default_region="Narnia")
+
+
+# -- safe_database_url ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "safe"),
+    [
+        ("postgres://optgate:s3cret@db:5432/optgate",
+         "postgresql+psycopg://optgate:***@db:5432/optgate"),
+        ("postgresql://optgate:p%40ss%2Fw@db/optgate?sslmode=require",
+         "postgresql+psycopg://optgate:***@db/optgate?sslmode=require"),
+        ("postgresql://optgate@db/optgate", "postgresql+psycopg://optgate@db/optgate"),
+        ("sqlite:////tmp/optgate.sqlite3", "sqlite:////tmp/optgate.sqlite3"),
+    ],
+    ids=["password", "escaped-password", "no-password", "sqlite"],
+)  # fmt: skip
+def test_safe_database_url_masks_the_password(url: str, safe: str) -> None:
+    settings = Settings.from_env({"OPTGATE_DATABASE_URL": url})
+    assert settings.safe_database_url() == safe
+    assert "s3cret" not in settings.safe_database_url()
+    assert "ss/w" not in settings.safe_database_url()
+
+
+def test_the_default_database_url_is_safe_as_is() -> None:
+    assert Settings().safe_database_url() == DEFAULT_DATABASE_URL
+
+
+def test_a_mistyped_redis_url_is_not_echoed_because_it_may_hold_a_password() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"OPTGATE_REDIS_URL": "redis:/:s3cret@cache.internal:6379"})
+    assert "s3cret" not in str(caught.value)
+    assert str(caught.value).startswith("OPTGATE_REDIS_URL: ")
