@@ -65,6 +65,16 @@ def test_readyz_is_ready_when_the_database_and_redis_answer(client: FlaskClient)
     assert body == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
 
 
+@pytest.mark.redis
+def test_a_readiness_probe_logs_nothing_but_the_request(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Load balancers probe every few seconds: the log must not fill up with it.
+    with caplog.at_level(logging.INFO):
+        assert readyz(client)[0] == 200
+    assert [record.getMessage() for record in caplog.records] == []
+
+
 def test_readyz_is_unavailable_when_redis_is_unreachable(
     make_app: Callable[[Settings], Flask],
     make_settings: Callable[..., Settings],
