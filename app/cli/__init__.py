@@ -38,6 +38,12 @@ class Context:
 
 pass_context = click.make_pass_decorator(Context, ensure=True)
 
+#: Options several commands share.
+organization_option = click.option(
+    "--organization", help="Organization (default: the only one there is)."
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
 
 @click.group()
 @click.version_option(package_name="optgate")

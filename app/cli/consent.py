@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app import lines as line_store
 from app.addresses import Address, AddressKind, normalize
-from app.cli import Context, pass_context
+from app.cli import Context, json_option, organization_option, pass_context
 from app.consent import history, ledger, queries
 from app.consent.values import Channel, Flag, Scope, Source, Status
 from app.errors import InvalidChange
@@ -24,8 +24,8 @@ def consent() -> None:
 
 @consent.command()
 @click.argument("number")
-@click.option("--organization", help="Organization (default: the only one there is).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@organization_option
+@json_option
 @pass_context
 def show(context: Context, number: str, organization: str | None, as_json: bool) -> None:
     """NUMBER's consent on every line of its organization, with topics and flags."""
@@ -146,7 +146,7 @@ def _default_channel(address: Address) -> Channel:
 @click.argument("number")
 @click.argument("flag", type=click.Choice([f.value for f in Flag]))
 @click.option("--set/--clear", "set_flag", required=True, help="Set or clear the flag.")
-@click.option("--organization", help="Organization (default: the only one there is).")
+@organization_option
 @click.option("--actor", required=True, help="Who makes the change (your name).")
 @click.option("--reason", help="Why.")
 @pass_context
@@ -176,8 +176,8 @@ def flag(
 
 @consent.command("history")
 @click.argument("number")
-@click.option("--organization", help="Organization (default: the only one there is).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@organization_option
+@json_option
 @pass_context
 def history_(context: Context, number: str, organization: str | None, as_json: bool) -> None:
     """Every change to NUMBER's consent and flags, oldest first."""

@@ -8,7 +8,7 @@ import click
 
 from app import lines as line_store
 from app.addresses import normalize_line
-from app.cli import Context, pass_context
+from app.cli import Context, json_option, pass_context
 
 
 @click.group()
@@ -49,7 +49,7 @@ def add(
 
 @lines.command("list")
 @click.option("--organization", help="Only this organization's lines.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @pass_context
 def list_(context: Context, organization: str | None, as_json: bool) -> None:
     """List the lines."""
