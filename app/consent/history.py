@@ -82,6 +82,9 @@ class AddressState:
 
     records: dict[RecordKey, RecordState] = field(default_factory=dict)
     flags: dict[Flag, FlagValue] = field(default_factory=dict)
+    #: The stored rows behind ``records`` (when loaded from the database), so
+    #: the ledger can update them without selecting them again.
+    rows: dict[RecordKey, ConsentRecord] = field(default_factory=dict, compare=False, repr=False)
 
     def flag_is_set(self, flag: Flag) -> bool:
         value = self.flags.get(flag)
@@ -146,16 +149,20 @@ def flag_value(row: FlagState) -> FlagValue:
     )
 
 
-def load_state(session: Session, address_id: int) -> AddressState:
-    """The stored records and flags of one address."""
+def load_state(session: Session, address_id: int, *, flags: bool = True) -> AddressState:
+    """The stored records and (unless ``flags`` is False) flags of one address."""
     state = AddressState()
     for row in session.scalars(
         sa.select(ConsentRecord).where(ConsentRecord.address_id == address_id)
     ):
         record = record_state(row)
         state.records[record.key] = record
-    for flag_row in session.scalars(sa.select(FlagState).where(FlagState.address_id == address_id)):
-        state.flags[flag_row.name] = flag_value(flag_row)
+        state.rows[record.key] = row
+    if flags:
+        for flag_row in session.scalars(
+            sa.select(FlagState).where(FlagState.address_id == address_id)
+        ):
+            state.flags[flag_row.name] = flag_value(flag_row)
     return state
 
 

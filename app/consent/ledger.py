@@ -137,13 +137,14 @@ def apply(session: Session, change: Change) -> Outcome:
     structure = load_structure(session, change.organization_id)
     _check_fits(change, structure)
     row = lock_address(session, change.organization_id, change.address)
-    state = history.load_state(session, row.id)
+    # Only a non-contact opt-in looks at the flags (do-not-contact). An address
+    # without history has no records or flags: every write appends an event.
+    needs_flags = change.status is Status.OPTED_IN and change.source not in CONTACT_SOURCES
+    state = (
+        history.load_state(session, row.id, flags=needs_flags) if row.head_seq else AddressState()
+    )
 
-    if (
-        change.status is Status.OPTED_IN
-        and change.source not in CONTACT_SOURCES
-        and state.flag_is_set(Flag.DO_NOT_CONTACT)
-    ):
+    if needs_flags and state.flag_is_set(Flag.DO_NOT_CONTACT):
         dnc = state.flags[Flag.DO_NOT_CONTACT]
         raise ConsentRefused(
             f"{change.address} is on the do-not-contact list (set by {dnc.actor}).",
@@ -211,11 +212,11 @@ def set_flag(session: Session, change: FlagChange) -> Outcome:
 
 def load_structure(session: Session, organization_id: int) -> Structure:
     """The organisation's lines and their groups."""
-    if session.get(Organization, organization_id) is None:
-        raise NotFound(f"there is no organization with id {organization_id}")
     rows = session.execute(
         sa.select(Line.id, Line.group_id).where(Line.organization_id == organization_id)
-    )
+    ).all()
+    if not rows and session.get(Organization, organization_id) is None:
+        raise NotFound(f"there is no organization with id {organization_id}")
     return Structure({line_id: group_id for line_id, group_id in rows})
 
 
@@ -232,10 +233,11 @@ def lock_address(session: Session, organization_id: int, address: Address) -> Co
     row = session.scalars(query).one_or_none()
     if row is not None:
         return row
-    # Two transactions may create the same address at once: insert-or-ignore,
-    # then lock whichever row won.
+    # Two transactions may create the same address at once: insert-or-ignore.
+    # The row we insert stays locked by our transaction until it ends; if the
+    # other one won, lock its row.
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.execute(
+    created = session.scalars(
         insert(ContactAddress)
         .values(
             organization_id=organization_id,
@@ -246,7 +248,10 @@ def lock_address(session: Session, organization_id: int, address: Address) -> Co
             created_at=utcnow(),
         )
         .on_conflict_do_nothing(index_elements=["organization_id", "value"])
-    )
+        .returning(ContactAddress)
+    ).one_or_none()
+    if created is not None:
+        return created
     return session.scalars(query.execution_options(populate_existing=True)).one()
 
 
@@ -462,14 +467,7 @@ def _write_record(
     now: datetime,
 ) -> ConsentEvent:
     current = state.records.get(record.key)
-    stored = session.scalars(
-        sa.select(ConsentRecord).where(
-            ConsentRecord.address_id == row.id,
-            ConsentRecord.scope == record.scope.key,
-            ConsentRecord.channel == record.channel,
-            ConsentRecord.topic == record.topic,
-        )
-    ).one_or_none()
+    stored = state.rows.get(record.key)
     if stored is None:
         stored = ConsentRecord(
             address_id=row.id,
@@ -480,6 +478,7 @@ def _write_record(
             topic=record.topic,
         )
         session.add(stored)
+        state.rows[record.key] = stored
     stored.status = record.status
     stored.source = record.source
     stored.actor = record.actor
