@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -139,7 +140,10 @@ def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env=env, start_new_session=True)
 
 
-def _wait_ready(url: str, children: dict[str, subprocess.Popen[bytes]], stopping: Any) -> bool:
+def _wait_ready(
+    url: str, children: dict[str, subprocess.Popen[bytes]], stopping: Callable[[], bool]
+) -> bool:
+    """Poll ``url``/readyz until it answers 200; False if a child dies or we are stopped."""
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline and not stopping():
         if any(child.poll() is not None for child in children.values()):

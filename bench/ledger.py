@@ -58,8 +58,13 @@ def bench(database: Database, count: int) -> dict[str, float]:
         lines = [add_line(session, normalize(f"+1415555010{i}"), org)[0].id for i in range(5)]
         org_id = org.id
     line = lines[0]
-    scratch = sa.Table("bench_baseline", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
-                       sa.Column("value", sa.String(32)), sa.Column("at", sa.DateTime(timezone=True)))  # fmt: skip
+    scratch = sa.Table(
+        "bench_baseline",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("value", sa.String(32)),
+        sa.Column("at", sa.DateTime(timezone=True)),
+    )
     scratch.create(database.engine)
 
     def baseline(i: int) -> None:

@@ -176,6 +176,7 @@ def set_flag(session: Session, change: FlagChange) -> Outcome:
     was_set = current is not None and current.is_set
     if was_set == change.set:
         return Outcome()
+    old_source = current.source if current is not None else None
     now = utcnow()
     seq = row.head_seq + 1
     if current is None:
@@ -197,7 +198,7 @@ def set_flag(session: Session, change: FlagChange) -> Outcome:
         topic=OVERALL,
         old_value=SET if was_set else CLEAR,
         new_value=SET if change.set else CLEAR,
-        old_source=None,
+        old_source=old_source,
         source=change.source,
         actor=change.actor,
         reason=change.reason,
@@ -413,11 +414,14 @@ def _refusal(
         Source.IMPORT: f"in an import ({opt_out.actor})",
         Source.SYSTEM: f"by optgate ({opt_out.actor})",
     }.get(opt_out.source, f"by {opt_out.actor} ({opt_out.source})")
-    reason = (
-        f"{change.address} opted out of {_describe_scope(session, opt_out.scope)} {how} on {when}."
-    )
+    what = f" of {opt_out.topic} messages" if opt_out.topic else ""
+    channel = "" if opt_out.channel is Channel.SMS else f" ({opt_out.channel} channel)"
+    where = _describe_scope(session, opt_out.scope)
+    reason = f"{change.address} opted out{what}{channel} on {where} {how} ({when})."
     line = _line_for_hint(session, opt_out.scope, point, structure)
-    start = f"texting START to {line}" if line else "texting START to one of its lines"
+    # A topic stopped on its own comes back only with START and the topic, not START alone.
+    keyword = f"START and the {opt_out.topic} keyword" if opt_out.topic else "START"
+    start = f"texting {keyword} to {line}" if line else f"texting {keyword} to one of its lines"
     if opt_out.source in STAFF_SOURCES:
         who = f"a staff member (with a manual change) or the contact (by {start}) can lift it"
     elif opt_out.source is Source.SYSTEM:

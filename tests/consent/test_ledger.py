@@ -417,3 +417,17 @@ def test_a_staff_stop_does_not_weaken_a_keyword_stop_it_repeats(world: World) ->
         world.change(IN, MANUAL, line=world.a)
     world.change(IN, KEYWORD, line=world.a)
     assert world.status(world.a) is IN
+
+
+def test_a_refused_topic_opt_in_says_which_topic_and_how_to_restart_it(world: World) -> None:
+    world.change(OUT, KEYWORD, topic="price_drop", scope=Scope.organization())
+    with pytest.raises(ConsentRefused) as refused:
+        world.change(IN, MANUAL, topic="price_drop")
+    assert str(refused.value).startswith(
+        "+14155550199 opted out of price_drop messages on every line of the organization "
+        "by texting a stop keyword ("
+    )
+    assert str(refused.value).endswith(
+        "only the contact can opt back in, by texting START and the price_drop keyword "
+        "to +14155550101."
+    )
