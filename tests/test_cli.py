@@ -111,6 +111,10 @@ def test_set_show_and_history(optgate: Run) -> None:
 
     shown = optgate("consent", "show", "+14155550199", "--json").json()
     assert shown["address"] == "+14155550199"
+    assert [(e["line"], e["channel"]) for e in shown["lines"]] == [
+        ("+14155550101", "sms"),
+        ("+14155550102", "sms"),
+    ]
     entry = shown["lines"][0]
     assert {"line", "channel", "status", "source", "topics"} <= set(entry)
     assert (entry["line"], entry["channel"], entry["status"]) == (
@@ -131,6 +135,31 @@ def test_set_show_and_history(optgate: Run) -> None:
     )
     assert optgate("consent", "history", "+14155550199").out.startswith("#1 ")
     assert "price_drop" in optgate("consent", "show", "+14155550199").out
+
+
+def test_show_gives_one_entry_a_line_for_the_channel_asked(optgate: Run) -> None:
+    optgate("lines", "add", "+14155550101")
+    optgate("consent", "set", "+14155550199", "--organization", "default", "--status",
+            "opted_out", "--channel", "voice", "--actor", "alice")  # fmt: skip
+    sms = optgate("consent", "show", "+14155550199", "--json").json()["lines"]
+    voice = optgate("consent", "show", "+14155550199", "--channel", "voice", "--json").json()
+    assert [(e["channel"], e["status"]) for e in sms] == [("sms", "not_defined")]
+    assert [(e["channel"], e["status"], e["scope"]) for e in voice["lines"]] == [
+        ("voice", "opted_out", "organization")
+    ]
+
+
+def test_show_for_an_email_address_gives_its_organization_wide_email_status(optgate: Run) -> None:
+    optgate("lines", "add", "+14155550101")
+    optgate("consent", "set", " Jane@Example.com ", "--organization", "default",
+            "--status", "opted_in", "--actor", "alice")  # fmt: skip
+    shown = optgate("consent", "show", "jane@example.com", "--json").json()
+    assert shown["address"] == "jane@example.com"
+    assert [(e["line"], e["channel"], e["status"]) for e in shown["lines"]] == [
+        (None, "email", "opted_in")
+    ]
+    assert optgate("consent", "show", "jane@example.com", "--channel", "sms").code == 1
+    assert "channel sms does not apply to jane@example.com" in optgate.error_line
 
 
 def test_a_change_that_changes_nothing_says_so(optgate: Run) -> None:

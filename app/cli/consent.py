@@ -25,14 +25,23 @@ def consent() -> None:
 @consent.command()
 @click.argument("number")
 @organization_option
+@click.option(
+    "--channel",
+    type=click.Choice([Channel.SMS.value, Channel.VOICE.value, Channel.EMAIL.value]),
+    help="Channel to show: sms (default for numbers), voice, or email (for emails).",
+)
 @json_option
 @pass_context
-def show(context: Context, number: str, organization: str | None, as_json: bool) -> None:
-    """NUMBER's consent on every line of its organization, with topics and flags."""
+def show(
+    context: Context, number: str, organization: str | None, channel: str | None, as_json: bool
+) -> None:
+    """NUMBER's consent on every line of its organization (one entry a line), with
+    topics and flags."""
     address = normalize(number, context.settings.default_region)
+    shown = Channel(channel) if channel else _default_channel(address)
     with context.database.transaction() as session:
         org = line_store.find_organization(session, organization)
-        status = queries.address_status(session, org, address).as_dict()
+        status = queries.address_status(session, org, address, channels=[shown]).as_dict()
     if as_json:
         click.echo(json.dumps(status, indent=2))
         return

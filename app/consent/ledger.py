@@ -307,17 +307,29 @@ def _plan(
 ) -> list[RecordState]:
     """The records the change writes, in order, each with its new sequence number.
 
-    First the record the change names. Then, wherever the change must hold
-    but an older record would still win — an opt-out anywhere in its scope,
-    a contact's opt-in on the line they wrote to — a record in the narrowest
-    scope there, which wins by being newest and narrowest. (Rewriting the
-    named record instead could weaken it: a staff opt-out must not turn a
-    keyword opt-out into one staff may lift.)
+    The change must hold where it applies: an opt-out everywhere in its scope,
+    a contact's opt-in on the line they wrote to. First the record the change
+    names is written — unless it already says so from a source at least as
+    strong and already holds. Then, wherever an older record still wins, a
+    record in the narrowest scope there, which wins by being newest and
+    narrowest. (Rewriting a stronger named record instead would weaken it: a
+    staff opt-out must not turn a keyword opt-out into one staff may lift.)
     """
     writes: list[RecordState] = []
     records = dict(state.records)
+    if change.status is Status.OPTED_OUT:
+        must_hold = structure.points(change.scope)
+    elif change.source in CONTACT_SOURCES and change.via_line_id is not None:
+        must_hold = [structure.point(change.via_line_id)]
+    else:
+        # Staff and import opt-ins do not reach past narrower opt-outs.
+        must_hold = []
+    channels = _concrete(change.channel, change.address)
 
-    def write(scope: Scope, channel: Channel, *, always: bool = False) -> None:
+    def holds_at(point: Point, channel: Channel) -> bool:
+        return decide_level(records.values(), point, channel, topic).status is change.status
+
+    def write(scope: Scope, channel: Channel) -> None:
         record = RecordState(
             scope=scope,
             channel=channel,
@@ -330,29 +342,22 @@ def _plan(
             reason=change.reason,
             message_id=change.message_id,
         )
-        current = records.get(record.key)
-        if (
-            not always
-            and current is not None
-            and current.status is record.status
-            and strength(record.source) <= strength(current.source)
-        ):
-            return
         records[record.key] = record
         writes.append(record)
 
-    write(change.scope, change.channel)
-    if change.status is Status.OPTED_OUT:
-        must_hold = structure.points(change.scope)
-    elif change.source in CONTACT_SOURCES and change.via_line_id is not None:
-        must_hold = [structure.point(change.via_line_id)]
-    else:
-        # Staff and import opt-ins do not reach past narrower opt-outs.
-        must_hold = []
+    named = records.get((change.scope, change.channel, topic))
+    if named is None or named.status is not change.status:
+        write(change.scope, change.channel)
+    elif strength(change.source) > strength(named.source):
+        write(change.scope, change.channel)  # a stronger source: upgrade
+    elif strength(change.source) == strength(named.source) and not all(
+        holds_at(point, channel) for point in must_hold for channel in channels
+    ):
+        write(change.scope, change.channel)  # said so before, but overridden since
     for point in must_hold:
-        for channel in _concrete(change.channel, change.address):
-            if decide_level(records.values(), point, channel, topic).status is not change.status:
-                write(_narrowest(point), channel, always=True)
+        for channel in channels:
+            if not holds_at(point, channel):
+                write(_narrowest(point), channel)
     return writes
 
 

@@ -19,6 +19,7 @@ from app.consent import history
 from app.consent.history import FlagValue
 from app.consent.rules import ORGANIZATION_POINT, Decision, Point, decide
 from app.consent.values import EMAIL_CHANNELS, OVERALL, PHONE_CHANNELS, Channel, Flag
+from app.errors import InvalidChange
 from app.lines import LineView, list_lines
 from app.models import ConsentEvent, ContactAddress, Line, LineGroup, Organization
 
@@ -54,12 +55,18 @@ def address_status(
     organization: Organization,
     address: Address,
     topics: Iterable[str] = (),
+    channels: Iterable[Channel] | None = None,
 ) -> AddressStatus:
     """``address``'s status on every line of ``organization``, per channel and topic.
 
     Args:
         topics: topics to show even where the address has no record for them
             (the configured ones); topics with records are always shown.
+        channels: the channels to show (default: every channel of the address's
+            kind: sms and voice for a number, email for an email address).
+
+    Raises:
+        InvalidChange: a channel that does not apply to the address.
     """
     row = session.scalars(
         sa.select(ContactAddress).where(
@@ -79,14 +86,22 @@ def address_status(
             topics={topic: decide(records, point, channel, topic) for topic in shown_topics},
         )
 
+    is_email = address.kind is AddressKind.EMAIL
+    applicable = EMAIL_CHANNELS if is_email else PHONE_CHANNELS
+    shown = applicable if channels is None else tuple(channels)
+    for channel in shown:
+        if channel not in applicable:
+            raise InvalidChange(
+                f"channel {channel} does not apply to {address}; use {', '.join(applicable)}"
+            )
     entries: list[Entry]
-    if address.kind is AddressKind.EMAIL:
-        entries = [entry(None, ORGANIZATION_POINT, channel) for channel in EMAIL_CHANNELS]
+    if is_email:
+        entries = [entry(None, ORGANIZATION_POINT, channel) for channel in shown]
     else:
         entries = [
             entry(view, Point(view.line.id, view.line.group_id), channel)
             for view in list_lines(session, organization)
-            for channel in PHONE_CHANNELS
+            for channel in shown
         ]
     return AddressStatus(
         organization=organization,

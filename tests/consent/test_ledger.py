@@ -385,7 +385,8 @@ def test_a_stop_holds_even_where_an_identical_older_stop_had_been_overridden(
     world.change(OUT, KEYWORD, topic="new_arrival", channel=Channel.ALL)
     world.change(IN, KEYWORD, topic="new_arrival")
     assert world.status(topic="new_arrival") is IN
-    assert world.change(OUT, KEYWORD, topic="new_arrival", channel=Channel.ALL).changed
+    outcome = world.change(OUT, KEYWORD, topic="new_arrival", channel=Channel.ALL)
+    assert len(outcome.events) == 1  # the same record, refreshed: one change, one event
     assert world.status(topic="new_arrival") is OUT
     assert world.status(topic="new_arrival", channel=Channel.VOICE) is OUT
 
