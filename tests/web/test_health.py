@@ -33,15 +33,18 @@ def make_app() -> Iterator[Callable[[Settings], Flask]]:
 
 
 @pytest.fixture
-def client(
+def app(
     make_app: Callable[[Settings], Flask],
     make_settings: Callable[..., Settings],
     clean_database_url: str,
     redis_url: str,
-) -> FlaskClient:
-    return make_app(
-        make_settings(database_url=clean_database_url, redis_url=redis_url)
-    ).test_client()
+) -> Flask:
+    return make_app(make_settings(database_url=clean_database_url, redis_url=redis_url))
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
 
 
 def readyz(client: FlaskClient) -> tuple[int, dict[str, Any]]:
@@ -153,13 +156,7 @@ def test_an_unknown_route_answers_404_json(client: FlaskClient) -> None:
     assert b"<html" not in response.data.lower()
 
 
-def test_an_unexpected_exception_answers_500_json_without_a_traceback(
-    make_app: Callable[[Settings], Flask],
-    make_settings: Callable[..., Settings],
-    clean_database_url: str,
-    redis_url: str,
-) -> None:
-    app = make_app(make_settings(database_url=clean_database_url, redis_url=redis_url))
+def test_an_unexpected_exception_answers_500_json_without_a_traceback(app: Flask) -> None:
 
     @app.get("/test-only/boom")
     def boom() -> str:
@@ -175,13 +172,7 @@ def test_an_unexpected_exception_answers_500_json_without_a_traceback(
     assert b"RuntimeError" not in response.data
 
 
-def test_a_database_operational_error_answers_503_json(
-    make_app: Callable[[Settings], Flask],
-    make_settings: Callable[..., Settings],
-    clean_database_url: str,
-    redis_url: str,
-) -> None:
-    app = make_app(make_settings(database_url=clean_database_url, redis_url=redis_url))
+def test_a_database_operational_error_answers_503_json(app: Flask) -> None:
 
     @app.get("/test-only/database-down")
     def database_down() -> str:
