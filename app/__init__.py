@@ -7,6 +7,7 @@ import logging
 from flask import Flask
 
 from app.db import Database
+from app.keywords.store import KeywordStore
 from app.settings import Settings, configure_logging
 
 log = logging.getLogger("optgate")
@@ -20,6 +21,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     Raises:
         SettingsError: a setting is wrong (the message names it).
+        ConfigError: keywords.yaml is missing or wrong (every problem, with its line).
     """
     settings = settings or Settings.from_env()
     configure_logging(settings)
@@ -27,6 +29,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["JSON_SORT_KEYS"] = False
     app.extensions["optgate.settings"] = settings
     app.extensions["optgate.database"] = Database(settings.database_url)
+    # A service does not start without good keyword rules (ConfigError names
+    # every problem with its line); later bad edits leave the last good ones on.
+    app.extensions["optgate.keywords"] = KeywordStore(
+        settings.keywords_path, settings.default_region
+    )
 
     from app import web
 

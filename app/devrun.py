@@ -25,6 +25,7 @@ from typing import Any
 import click
 
 from app import migrate
+from app.keywords import load
 from app.settings import INLINE_REDIS, Settings
 
 #: How long children get to stop after SIGTERM before they are killed.
@@ -37,6 +38,7 @@ def run_dev(port: int, host: str = "127.0.0.1") -> int:
     """Run until interrupted; returns the exit code."""
     env = dict(os.environ)
     settings = Settings.from_env(env)
+    load(settings.keywords_path, settings.default_region)  # ConfigError before anything starts
     _check_port_free(host, port)
     migrate.upgrade(settings.database_url)
     _say(f"database  {settings.safe_database_url()} (schema {migrate.head_revision()})")

@@ -9,6 +9,7 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from app import create_app
+from app.keywords import load
 from app.settings import Settings
 
 
@@ -29,7 +30,12 @@ class _Server(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
 
 
 def run_web(settings: Settings, bind: str, workers: int | None = None) -> None:
-    """Serve until stopped. Settings are validated before gunicorn starts."""
+    """Serve until stopped. Settings and keywords.yaml are checked before gunicorn starts.
+
+    Raises:
+        ConfigError: keywords.yaml is missing or wrong (so no worker fails to boot later).
+    """
+    load(settings.keywords_path, settings.default_region)
     options = {
         "bind": bind,
         "workers": workers or int(os.environ.get("WEB_CONCURRENCY", "2")),

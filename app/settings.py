@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import phonenumbers
@@ -38,6 +39,7 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     default_region: str = "US"
     default_organization: str = "default"
+    keywords_path: Path = Path("keywords.yaml")
     log_level: str = "INFO"
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = dataclasses.field(default=None, repr=False)
@@ -151,6 +153,15 @@ def _organization(variable: str, raw: str) -> str:
     return raw
 
 
+def _path(variable: str, raw: str) -> Path:
+    # Whether the file is there and right is checked where it is read, with a
+    # message per line of it; a directory is wrong whatever it holds.
+    path = Path(raw)
+    if path.is_dir():
+        raise SettingsError(variable, f"expected the path of a file, and {raw} is a directory")
+    return path
+
+
 def _log_level(variable: str, raw: str) -> str:
     level = raw.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -205,6 +216,13 @@ SETTINGS: tuple[Setting, ...] = (
         "default_organization",
         _organization,
         "Organization that `optgate lines add` uses without `--organization` (default `default`).",
+    ),
+    Setting(
+        "OPTGATE_KEYWORDS",
+        "keywords_path",
+        _path,
+        "Path of the keyword rules (default `keywords.yaml` in the working directory); "
+        "edits are picked up without a restart.",
     ),
     Setting(
         "OPTGATE_LOG_LEVEL",

@@ -32,6 +32,8 @@ from app.models import Base
 from app.settings import Settings
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: The keywords.yaml the project ships; tests use it wherever they run.
+SHIPPED_KEYWORDS = Path(__file__).resolve().parent.parent / "keywords.yaml"
 POSTGRES_ADMIN_URL = os.environ.get(
     "OPTGATE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -191,6 +193,6 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def make_settings() -> Callable[..., Settings]:
     def build(**values: Any) -> Settings:
-        return Settings().replace(**values)
+        return Settings(keywords_path=SHIPPED_KEYWORDS).replace(**values)
 
     return build

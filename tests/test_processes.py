@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import CI, free_port
+from tests.conftest import CI, SHIPPED_KEYWORDS, free_port
 
 OPTGATE = str(Path(sys.executable).parent / "optgate")
 
@@ -37,6 +37,8 @@ def environment(tmp_path: Path, **values: str) -> dict[str, str]:
     # (one per user account, taken over by every new gunicorn); optgate web turns it
     # off, and pointing XDG_RUNTIME_DIR here lets the web test prove it.
     env["XDG_RUNTIME_DIR"] = str(tmp_path)
+    # The tests run in tmp_path, where there is no keywords.yaml: use the shipped one.
+    env["OPTGATE_KEYWORDS"] = str(SHIPPED_KEYWORDS)
     env.update(values)
     return env
 
@@ -137,7 +139,7 @@ def test_web_serves_until_sigterm_then_stops_gracefully(
     with cleaned_up(tmp_path):
         web = start(["web", "--bind", f"127.0.0.1:{port}", "--workers", "2"], env, tmp_path)
         body = wait_ready(f"http://127.0.0.1:{port}", web, tmp_path, timeout=20)
-        assert body["checks"] == {"database": "ok", "redis": "ok"}
+        assert body["checks"] == {"database": "ok", "redis": "ok", "keywords": "ok"}
         assert get(f"http://127.0.0.1:{port}/healthz") == (200, {"status": "ok"})
 
         assert not (tmp_path / "gunicorn.ctl").exists(), "gunicorn's control socket is on"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,6 +68,8 @@ VALID = [
     ("OPTGATE_DEFAULT_REGION", "CA", "default_region", "CA"),
     ("OPTGATE_DEFAULT_ORGANIZATION", "acme", "default_organization", "acme"),
     ("OPTGATE_DEFAULT_ORGANIZATION", "a" * 100, "default_organization", "a" * 100),
+    ("OPTGATE_KEYWORDS", "/etc/optgate/keywords.yaml", "keywords_path",
+     Path("/etc/optgate/keywords.yaml")),
     ("OPTGATE_LOG_LEVEL", "debug", "log_level", "DEBUG"),
     ("OPTGATE_LOG_LEVEL", "WARNING", "log_level", "WARNING"),
     ("TWILIO_ACCOUNT_SID", SID, "twilio_account_sid", SID),
@@ -103,6 +106,7 @@ WRONG = [
     ("OPTGATE_DEFAULT_REGION", "USA", "expected a two-letter region code"),
     ("OPTGATE_DEFAULT_REGION", "XX", "expected a two-letter region code"),
     ("OPTGATE_DEFAULT_ORGANIZATION", "a" * 101, "at most 100 characters"),
+    ("OPTGATE_KEYWORDS", "/", "expected the path of a file, and / is a directory"),
     ("OPTGATE_LOG_LEVEL", "LOUD", "expected DEBUG, INFO, WARNING or ERROR"),
     ("OPTGATE_LOG_LEVEL", "CRITICAL", "expected DEBUG, INFO, WARNING or ERROR"),
     ("TWILIO_ACCOUNT_SID", "SK" + "0" * 32, "AC followed by 32 hex digits"),

@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from app.db import Database
 from app.errors import OptgateError
+from app.keywords.config import ConfigError
 from app.settings import Settings
 
 
@@ -52,11 +53,12 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from app.cli import consent, db, lines, run
+    from app.cli import consent, db, keywords, lines, run
 
     cli.add_command(db.db)
     cli.add_command(lines.lines)
     cli.add_command(consent.consent)
+    cli.add_command(keywords.keywords)
     cli.add_command(run.web)
     cli.add_command(run.worker)
     cli.add_command(run.dev)
@@ -81,6 +83,11 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
         return _fail(f"{error.format_message()} (see `{command} --help`)")
     except click.ClickException as error:
         return _fail(error.format_message())
+    except ConfigError as error:
+        # keywords.yaml: every problem on its own line, as PATH:LINE: message.
+        for problem in error.problems:
+            click.echo(str(problem), err=True)
+        return 1
     except OptgateError as error:
         return _fail(error.message)
     except OperationalError as error:

@@ -10,6 +10,7 @@ from flask import Flask, current_app, g
 from sqlalchemy.orm import Session
 
 from app.db import Database
+from app.keywords.store import KeywordStore
 from app.settings import Settings
 
 
@@ -20,6 +21,11 @@ def settings() -> Settings:
 
 def database() -> Database:
     value: Database = current_app.extensions["optgate.database"]
+    return value
+
+
+def keywords() -> KeywordStore:
+    value: KeywordStore = current_app.extensions["optgate.keywords"]
     return value
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import migrate
-from app.web import database, settings
+from app.web import database, keywords, settings
 from workers.queue import redis_connection
 
 blueprint = Blueprint("health", __name__)
@@ -21,12 +21,20 @@ def healthz() -> ResponseReturnValue:
 
 @blueprint.get("/readyz")
 def readyz() -> ResponseReturnValue:
-    """200 when the database (at the current schema) and Redis answer; 503 naming what does not."""
-    checks = {"database": _check_database(), "redis": _check_redis()}
-    ready = all(result == "ok" for result in checks.values())
-    return jsonify({"status": "ready" if ready else "unavailable", "checks": checks}), (
-        200 if ready else 503
-    )
+    """200 when the database (at the current schema) and Redis answer; 503 naming what does not.
+
+    A bad edit of keywords.yaml shows as "degraded" but stays 200: the last
+    good rules answer, and taking every web process out of the load balancer
+    for a typo would stop opt-outs from being recorded at all.
+    """
+    checks = {
+        "database": _check_database(),
+        "redis": _check_redis(),
+        "keywords": keywords().status(),
+    }
+    ready = checks["database"] == "ok" and checks["redis"] == "ok"
+    status = ("ready" if checks["keywords"] == "ok" else "degraded") if ready else "unavailable"
+    return jsonify({"status": status, "checks": checks}), 200 if ready else 503
 
 
 def _check_database() -> str:

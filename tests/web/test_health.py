@@ -65,7 +65,10 @@ def test_readyz_is_ready_when_the_database_and_redis_answer(client: FlaskClient)
     status, body = readyz(client)
 
     assert status == 200
-    assert body == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
+    assert body == {
+        "status": "ready",
+        "checks": {"database": "ok", "redis": "ok", "keywords": "ok"},
+    }
 
 
 @pytest.mark.redis
@@ -141,7 +144,7 @@ def test_inline_redis_is_ready_and_warned_about(
     status, body = readyz(app.test_client())
 
     assert status == 200
-    assert body["checks"] == {"database": "ok", "redis": "ok"}
+    assert body["checks"] == {"database": "ok", "redis": "ok", "keywords": "ok"}
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "optgate"]
     assert len(warnings) == 1
     assert "OPTGATE_REDIS_URL=inline" in warnings[0].getMessage()
