@@ -31,9 +31,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["optgate.database"] = Database(settings.database_url)
     # A service does not start without good keyword rules (ConfigError names
     # every problem with its line); later bad edits leave the last good ones on.
-    app.extensions["optgate.keywords"] = KeywordStore(
-        settings.keywords_path, settings.default_region
-    )
+    keywords = KeywordStore(settings.keywords_path, settings.default_region)
+    keywords.watch()
+    app.extensions["optgate.keywords"] = keywords
 
     from app import web
 

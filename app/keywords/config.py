@@ -196,16 +196,20 @@ def load(path: Path, default_region: str = "US") -> Config:
     Raises:
         ConfigError: every problem, each with its line.
     """
-    name = str(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            [Problem(name, 0, "no such file (set OPTGATE_KEYWORDS to its path)")]
-        ) from None
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError([Problem(name, 0, f"cannot read it: {error}")]) from None
-    return parse(text, name, default_region)
+        raise ConfigError([unreadable(path, error)]) from None
+    return parse(text, str(path), default_region)
+
+
+def unreadable(path: Path, error: Exception) -> Problem:
+    """The problem of a keywords file that cannot be read at all."""
+    if isinstance(error, FileNotFoundError):
+        return Problem(str(path), 0, "no such file (set OPTGATE_KEYWORDS to its path)")
+    if isinstance(error, UnicodeDecodeError):
+        return Problem(str(path), 0, f"not UTF-8 text: {error}")
+    return Problem(str(path), 0, f"cannot read it: {error}")
 
 
 def parse(text: str, path: str = "keywords.yaml", default_region: str = "US") -> Config:

@@ -1,32 +1,35 @@
 """The keyword config of a running service, reloaded when keywords.yaml changes.
 
-Marketers edit the file while the service runs. Every process checks the
-file's modification stamp at most once a second; a changed file is loaded and
+Marketers edit the file while the service runs. The store reads the file once
+a second and compares its content with what it loaded (a hash: modification
+times can be too coarse to tell two quick saves apart); a changed file is
 validated in full, and only a good one replaces the config in force. A bad
 edit is logged with every error and kept as ``problem`` (``/readyz`` shows
 it), while the last good config goes on answering: a typo must never take
 the service down or silently drop opt-out keywords.
+
+In a service a background thread does the looking (``watch``), so no request
+ever waits for a reload; elsewhere (the CLI, tests) a look happens on access.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.keywords.config import ConfigError, load
+from app.keywords.config import Config, ConfigError, parse, unreadable
 from app.keywords.matcher import Matcher
 
 log = logging.getLogger("optgate.keywords")
 
-#: Seconds between two looks at the file's stamp.
+#: Seconds between two looks at the file.
 CHECK_EVERY = 1.0
-
-_Stamp = tuple[int, int, int] | None
 
 
 class KeywordStore:
@@ -43,16 +46,23 @@ class KeywordStore:
         """Load ``path``.
 
         Raises:
-            ConfigError: the file is missing or wrong; a service must not start without
-                a good config.
+            ConfigError: the file is missing or wrong; a service must not start
+                without good rules.
         """
         self.path = path
         self.default_region = default_region
         self.check_every = check_every
         self._clock = clock
         self._lock = threading.Lock()
-        self._stamp = _stamp(path)
-        self._matcher = Matcher(load(path, default_region))
+        self._watching = False
+        stamp, data = self._read()
+        config = self._parse(data)
+        if isinstance(config, ConfigError):
+            raise config
+        self._stamp: str | None = stamp
+        #: The hash of the newest file when it was bad (not parsed again until it changes).
+        self._bad_stamp: str | None = None
+        self._matcher = Matcher(config)
         self.loaded_at = datetime.now(UTC)
         self._checked = clock()
         #: The errors of the newest version of the file, when it could not be used.
@@ -60,35 +70,55 @@ class KeywordStore:
 
     @property
     def matcher(self) -> Matcher:
-        """The matcher of the last good config (after a cheap look for changes)."""
-        self.refresh()
+        """The matcher of the last good config."""
+        if not self._watching:
+            self.refresh()
         return self._matcher
 
+    def status(self) -> str:
+        """ "ok", or what is wrong with the file and which config is in force."""
+        if not self._watching:
+            self.refresh()
+        if self.problem is None:
+            return "ok"
+        count = len(self.problem.problems)
+        first = self.problem.problems[0] if count else self.problem
+        return (
+            f"{self.path} has {count} error{'s' if count != 1 else ''}; the config loaded at "
+            f"{self.loaded_at.isoformat(timespec='seconds')} stays in force. First: {first}"
+        )
+
+    def watch(self) -> None:
+        """Look for changes in a background thread from now on (for a service).
+
+        The thread holds the store weakly and ends when the store is gone.
+        """
+        if self._watching:
+            return
+        self._watching = True
+        threading.Thread(
+            target=_watch, args=(weakref.ref(self),), name="optgate-keywords", daemon=True
+        ).start()
+
     def refresh(self, *, force: bool = False) -> bool:
-        """Reload when the file changed; returns whether a new config is in force."""
+        """Reload if the file changed; returns whether a new config is now in force.
+
+        Args:
+            force: look now, even if the last look was less than a second ago.
+        """
         now = self._clock()
         if not force and now - self._checked < self.check_every:
             return False
         self._checked = now
-        stamp = _stamp(self.path)
-        if stamp == self._stamp and not force:
-            return False
         with self._lock:
-            if stamp == self._stamp and not force:
+            stamp, data = self._read()
+            if stamp is not None and stamp in (self._stamp, self._bad_stamp):
                 return False
-            self._stamp = stamp
-            try:
-                config = load(self.path, self.default_region)
-            except ConfigError as error:
-                self.problem = error
-                log.error(
-                    "%s has %d error(s); the config loaded at %s stays in force:\n%s",
-                    self.path,
-                    len(error.problems),
-                    self.loaded_at.isoformat(timespec="seconds"),
-                    error,
-                )
+            config = self._parse(data)
+            if isinstance(config, ConfigError):
+                self._reject(stamp, config)
                 return False
+            self._stamp, self._bad_stamp = stamp, None
             self._matcher = Matcher(config)
             self.loaded_at = datetime.now(UTC)
             self.problem = None
@@ -97,22 +127,46 @@ class KeywordStore:
                 log.warning("%s", warning)
             return True
 
-    def status(self) -> str:
-        """ "ok", or what is wrong with the file and which config is in force."""
-        self.refresh()
-        if self.problem is None:
-            return "ok"
-        first = self.problem.problems[0] if self.problem.problems else self.problem
-        count = len(self.problem.problems)
-        return (
-            f"{self.path} has {count} error{'s' if count != 1 else ''}; the config loaded at "
-            f"{self.loaded_at.isoformat(timespec='seconds')} stays in force. First: {first}"
-        )
+    def _reject(self, stamp: str | None, error: ConfigError) -> None:
+        self._bad_stamp = stamp
+        if self.problem is None or str(self.problem) != str(error):
+            log.error(
+                "%s has %d error(s); the config loaded at %s stays in force:\n%s",
+                self.path,
+                len(error.problems),
+                self.loaded_at.isoformat(timespec="seconds"),
+                error,
+            )
+        self.problem = error
+
+    def _read(self) -> tuple[str | None, bytes | ConfigError]:
+        """The file's content hash and content (one read: the two always belong together)."""
+        try:
+            data = self.path.read_bytes()
+        except OSError as error:
+            return None, ConfigError([unreadable(self.path, error)])
+        return hashlib.sha256(data).hexdigest(), data
+
+    def _parse(self, data: bytes | ConfigError) -> Config | ConfigError:
+        if isinstance(data, ConfigError):
+            return data
+        try:
+            return parse(data.decode("utf-8"), str(self.path), self.default_region)
+        except UnicodeDecodeError as error:
+            return ConfigError([unreadable(self.path, error)])
+        except ConfigError as error:
+            return error
 
 
-def _stamp(path: Path) -> _Stamp:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+def _watch(store_ref: weakref.ref[KeywordStore]) -> None:
+    while True:
+        store = store_ref()
+        if store is None:
+            return
+        pause = store.check_every
+        try:
+            store.refresh(force=True)
+        except Exception:  # a watcher that died would freeze the rules silently
+            log.exception("looking at %s failed; trying again", store.path)
+        del store
+        time.sleep(pause)
