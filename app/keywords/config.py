@@ -16,8 +16,9 @@ from __future__ import annotations
 import difflib
 import re
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -172,14 +173,20 @@ class Config:
     organization: Organization
     warnings: tuple[Problem, ...] = field(default=())
 
+    @cached_property
+    def _by_line(self) -> dict[str, Override]:
+        return {line: override for override in self.overrides for line in override.lines}
+
+    @cached_property
+    def _by_group(self) -> dict[str, Override]:
+        return {group: override for override in self.overrides for group in override.groups}
+
     def override_for(self, line: str | None = None, group: str | None = None) -> Override | None:
         """The override for a line (a line's own wins over its group's), if any."""
-        for override in self.overrides:
-            if line is not None and line in override.lines:
-                return override
-        for override in self.overrides:
-            if group is not None and group in override.groups:
-                return override
+        if line is not None and line in self._by_line:
+            return self._by_line[line]
+        if group is not None:
+            return self._by_group.get(group)
         return None
 
     def rules_for(self, line: str | None = None, group: str | None = None) -> Rules:
@@ -386,6 +393,32 @@ class _Reader:
             keywords.append(Keyword(item.strip(), key(item), item_line))
         return tuple(keywords)
 
+    def entries(
+        self,
+        section: CommentedMap,
+        where: str,
+        what: str,
+        example: str,
+        expected: tuple[str, ...],
+    ) -> Iterator[tuple[str, CommentedMap, int, str]]:
+        """The (id, body, line, path) of each well-formed entry of an id-keyed section."""
+        for entry_id, body in section.items():
+            line = _key_line(section, entry_id)
+            path = f"{where}.{entry_id}"
+            if not isinstance(entry_id, str) or not _ID.fullmatch(entry_id):
+                self.error(
+                    line,
+                    f"{path}: a {what} id is lower-case letters, digits and underscores, "
+                    f"such as {example}",
+                )
+                continue
+            if body is None:
+                self.error(line, f"{path}: expected {' and '.join(expected)}")
+                continue
+            entry = self.mapping(body, path, line)
+            if entry is not None:
+                yield entry_id, entry, line, path
+
     # -- sections --------------------------------------------------------------------
 
     def organization(self, node: Any, document: CommentedMap) -> Organization:
@@ -464,20 +497,9 @@ class _Reader:
         if section is None:
             return topics
         seen: dict[str, tuple[str, int]] = {}
-        for topic_id, body in section.items():
-            line = _key_line(section, topic_id)
-            where = f"topics.{topic_id}"
-            if not isinstance(topic_id, str) or not _ID.fullmatch(topic_id):
-                self.error(
-                    line,
-                    f"{where}: a topic id is lower-case letters, digits and "
-                    "underscores, such as price_drop",
-                )
-                continue
-            entry = self.mapping(body, where, line)
-            if entry is None:
-                self.error(line, f"{where}: expected name and phrases")
-                continue
+        for topic_id, entry, line, where in self.entries(
+            section, "topics", "topic", "price_drop", ("name", "phrases")
+        ):
             self.keys(entry, f"{where}.", ("name", "phrases"), ("name", "phrases"), line)
             name = self.text(entry, "name", f"{where}.name")
             phrases = self.keyword_list(entry, "phrases", f"{where}.phrases") or ()
@@ -507,7 +529,7 @@ class _Reader:
         if section is None:
             if required and base is None:
                 self.error(
-                    1,
+                    _key_line(node, "topics"),
                     "topic_replies: missing; with topics, say what STOP <topic> and "
                     "START <topic> answer (opt_out, opt_in, opt_in_while_opted_out)",
                 )
@@ -531,20 +553,9 @@ class _Reader:
         section = self.mapping(node.get("responders"), where, _key_line(node, "responders"))
         if section is None:
             return responders
-        for responder_id, body in section.items():
-            line = _key_line(section, responder_id)
-            path = f"{where}.{responder_id}"
-            if not isinstance(responder_id, str) or not _ID.fullmatch(responder_id):
-                self.error(
-                    line,
-                    f"{path}: a responder id is lower-case letters, digits and "
-                    "underscores, such as hours",
-                )
-                continue
-            entry = self.mapping(body, path, line)
-            if entry is None:
-                self.error(line, f"{path}: expected keywords and reply")
-                continue
+        for responder_id, entry, line, path in self.entries(
+            section, where, "responder", "hours", ("keywords", "reply")
+        ):
             self.keys(
                 entry,
                 f"{path}.",

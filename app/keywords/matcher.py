@@ -398,19 +398,11 @@ class Matcher:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._defaults = _Scope(config.defaults, config)
-        self._by_line: dict[str, _Scope] = {}
-        self._by_group: dict[str, _Scope] = {}
-        for override in config.overrides:
-            scope = _Scope(override.rules, config)
-            self._by_line.update(dict.fromkeys(override.lines, scope))
-            self._by_group.update(dict.fromkeys(override.groups, scope))
+        self._overrides = {id(o): _Scope(o.rules, config) for o in config.overrides}
 
     def _scope(self, line: str | None, group: str | None) -> _Scope:
-        if line is not None and line in self._by_line:
-            return self._by_line[line]
-        if group is not None and group in self._by_group:
-            return self._by_group[group]
-        return self._defaults
+        override = self.config.override_for(line, group)
+        return self._overrides[id(override)] if override is not None else self._defaults
 
     def match(self, text: str, line: str | None = None, group: str | None = None) -> Intent:
         """The intent of ``text`` sent to ``line`` (of line group ``group``)."""

@@ -98,6 +98,16 @@ CASES = [
         id="unbalanced brace",
     ),
     pytest.param(
+        with_lines(extra='responders:\n  hours: "open 9-5"\n'),
+        'k.yaml:12: responders.hours: expected a mapping (name: value lines), got "open 9-5"',
+        id="responder that is not a mapping",
+    ),
+    pytest.param(
+        with_lines(extra="responders:\n  hours:\n"),
+        "k.yaml:12: responders.hours: expected keywords and reply",
+        id="empty responder",
+    ),
+    pytest.param(
         with_lines(extra="responders:\n  cancel_appt:\n    keywords: [CANCEL]\n    reply: ok\n"),
         'k.yaml:13: responders.cancel_appt.keywords: "CANCEL" is an opt-out keyword; a '
         "responder cannot take over STOP, START, HELP or the other default keywords",
@@ -136,7 +146,7 @@ CASES = [
         with_lines(
             extra="topics:\n  price_drop:\n    name: Price drops\n    phrases: [PRICE DROP]\n"
         ),
-        "k.yaml:1: topic_replies: missing; with topics, say what STOP <topic> and START <topic> "
+        "k.yaml:11: topic_replies: missing; with topics, say what STOP <topic> and START <topic> "
         "answer",
         id="topics without topic replies",
     ),
