@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.db import Database
 from app.keywords.store import KeywordStore
@@ -38,6 +39,20 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app import web
 
     web.init_app(app)
+    if settings.trusted_proxies:
+        # Believe X-Forwarded-Proto/Host/Port/Prefix from that many proxies, and
+        # no more: the URL a webhook was signed for is rebuilt from them.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n
+        )
+    if not settings.verify_signatures:
+        log.warning(
+            "OPTGATE_VERIFY_SIGNATURES=false: webhooks are accepted WITHOUT signature checks; "
+            "anyone can opt numbers in or out. Never in production."
+        )
+    elif not settings.twilio_auth_token:
+        log.warning("TWILIO_AUTH_TOKEN is not set: Twilio webhooks will be refused (403)")
     if settings.redis_inline:
         log.warning(
             "OPTGATE_REDIS_URL=inline: no Redis, jobs run inside the web process and are lost "

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.addresses import Address, normalize_line
@@ -165,3 +166,34 @@ def list_lines(session: Session, organization: Organization | None = None) -> li
     if organization is not None:
         query = query.where(Line.organization_id == organization.id)
     return [LineView(line, org, group) for line, org, group in session.execute(query)]
+
+
+def register_line(
+    session: Session, address: Address, organization_name: str, service_id: str | None
+) -> Line:
+    """The line a provider delivered a text to, registered if new (lines seen are lines).
+
+    A text carrying a provider's group id (a Twilio Messaging Service SID) puts
+    its line in that group: opt-outs then apply to the whole group, as the
+    provider applies them. Safe when two texts to a new line arrive at once.
+    """
+    line = session.scalars(sa.select(Line).where(Line.address == address.value)).one_or_none()
+    if line is None:
+        try:
+            with session.begin_nested():
+                organization = get_or_create_organization(session, organization_name)
+                group = (
+                    get_or_create_group(session, organization, service_id) if service_id else None
+                )
+                line, _created = add_line(session, address, organization, group)
+                return line
+        except IntegrityError:
+            line = session.scalars(sa.select(Line).where(Line.address == address.value)).one()
+    if service_id:
+        owner = session.get(Organization, line.organization_id)
+        assert owner is not None
+        group = get_or_create_group(session, owner, service_id)
+        if line.group_id != group.id:
+            line.group_id = group.id
+            session.flush()
+    return line

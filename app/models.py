@@ -280,6 +280,33 @@ class Message(Base):
     provider_message_id: Mapped[str | None] = mapped_column(sa.String(64))
     #: Inbound text that may be a revocation in words: a person decides (R10).
     needs_review: Mapped[bool] = mapped_column(default=False)
+    #: Inbound: what the matcher read (opt_out, help, none, ...).
+    intent: Mapped[str | None] = mapped_column(sa.String(20))
+    #: Inbound: the answer we gave, so a retried webhook gets the very same one.
+    reply: Mapped[str | None] = mapped_column(sa.Text)
+    #: Provider details worth keeping (NumMedia, OptOutType, MessagingServiceSid, ...).
+    meta: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None]
+
+
+class Receipt(Base):
+    """A delivery receipt (status callback) as it arrived.
+
+    One row per (provider, message id, status): a provider retrying the same
+    callback changes nothing. Receipts for a message id we do not know are
+    kept (message_id NULL) for reconciliation.
+    """
+
+    __tablename__ = "receipts"
+    __table_args__ = (sa.UniqueConstraint("provider", "provider_message_id", "status"),)
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True)
+    provider: Mapped[str] = mapped_column(sa.String(20))
+    provider_message_id: Mapped[str] = mapped_column(sa.String(64))
+    #: The provider's status word as received (lower case).
+    status: Mapped[str] = mapped_column(sa.String(20))
+    error_code: Mapped[str | None] = mapped_column(sa.String(16))
+    message_id: Mapped[int | None] = mapped_column(sa.ForeignKey("messages.id"), index=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import phonenumbers
 from sqlalchemy.engine import URL, make_url
@@ -41,6 +42,14 @@ class Settings:
     default_organization: str = "default"
     keywords_path: Path = Path("keywords.yaml")
     log_level: str = "INFO"
+    #: The base URL providers call (https://sms.example.com); signatures cover it.
+    public_url: str | None = None
+    #: How many proxies in front set X-Forwarded-* headers we may believe.
+    trusted_proxies: int = 0
+    verify_signatures: bool = True
+    #: Automatic replies to one contact on one line, at most, per hour (responder-loop guard).
+    reply_limit_per_hour: int = 5
+    twilio_api_url: str | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = dataclasses.field(default=None, repr=False)
 
@@ -162,6 +171,35 @@ def _path(variable: str, raw: str) -> Path:
     return path
 
 
+def _base_url(variable: str, raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise SettingsError(
+            variable,
+            "expected a base URL such as https://sms.example.com or "
+            "https://example.com/optgate (no query or fragment)",
+        )
+    return raw.rstrip("/")
+
+
+def _count(low: int, high: int, what: str) -> Callable[[str, str], int]:
+    def parse(variable: str, raw: str) -> int:
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise SettingsError(variable, f"expected {what}: a whole number from {low} to {high}")
+        return int(raw)
+
+    return parse
+
+
+def _boolean(variable: str, raw: str) -> bool:
+    value = raw.lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise SettingsError(variable, f"expected true or false, got {raw!r}")
+
+
 def _log_level(variable: str, raw: str) -> str:
     level = raw.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -229,6 +267,41 @@ SETTINGS: tuple[Setting, ...] = (
         "log_level",
         _log_level,
         "`DEBUG`, `INFO` (default), `WARNING` or `ERROR`.",
+    ),
+    Setting(
+        "OPTGATE_PUBLIC_URL",
+        "public_url",
+        _base_url,
+        "The public base URL providers call (e.g. `https://sms.example.com`); webhook "
+        "signatures are checked against it. Unset: the URL of the request.",
+    ),
+    Setting(
+        "OPTGATE_TRUSTED_PROXIES",
+        "trusted_proxies",
+        _count(0, 10, "the number of proxies in front"),
+        "Proxies in front that set `X-Forwarded-*` (default 0: those headers are ignored); "
+        "used for the signed URL when `OPTGATE_PUBLIC_URL` is unset.",
+    ),
+    Setting(
+        "OPTGATE_VERIFY_SIGNATURES",
+        "verify_signatures",
+        _boolean,
+        "`true` (default). `false` accepts unsigned webhooks and warns at every start: "
+        "for local tests only.",
+    ),
+    Setting(
+        "OPTGATE_REPLY_LIMIT_PER_HOUR",
+        "reply_limit_per_hour",
+        _count(1, 1000, "replies per contact and line per hour"),
+        "At most this many automatic replies to one contact on one line per hour "
+        "(default 5): stops reply loops with other robots.",
+    ),
+    Setting(
+        "OPTGATE_TWILIO_API_URL",
+        "twilio_api_url",
+        _base_url,
+        "Base URL of the Twilio API (default Twilio's own); point it at a local stub or "
+        "mock for tests.",
     ),
     Setting(
         "TWILIO_ACCOUNT_SID",

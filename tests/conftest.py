@@ -34,6 +34,9 @@ from app.settings import Settings
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 #: The keywords.yaml the project ships; tests use it wherever they run.
 SHIPPED_KEYWORDS = Path(__file__).resolve().parent.parent / "keywords.yaml"
+#: Twilio credentials of the tests (the format of real ones; no account behind them).
+TWILIO_SID = "AC" + "0123456789abcdef" * 2
+TWILIO_TOKEN = "fedcba9876543210" * 2
 POSTGRES_ADMIN_URL = os.environ.get(
     "OPTGATE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -193,6 +196,11 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def make_settings() -> Callable[..., Settings]:
     def build(**values: Any) -> Settings:
-        return Settings(keywords_path=SHIPPED_KEYWORDS).replace(**values)
+        defaults = Settings(
+            keywords_path=SHIPPED_KEYWORDS,
+            twilio_account_sid=TWILIO_SID,
+            twilio_auth_token=TWILIO_TOKEN,
+        )
+        return defaults.replace(**values)
 
     return build

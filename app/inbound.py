@@ -1,0 +1,280 @@
+"""One inbound text: dedupe → register the line → match → ledger → reply.
+
+Called by the webhook inside its transaction; the caller commits, and only
+then answers the provider, so an answered STOP is already in force (DESIGN.md
+rule 3). Pure domain: a session, a provider, a matcher and settings in; no
+Flask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.addresses import Address, AddressKind, normalize, normalize_line
+from app.consent import history, ledger
+from app.consent.rules import Point, decide
+from app.consent.values import Channel, Flag, Scope, Source, Status
+from app.errors import InvalidAddress
+from app.keywords import Intent, Matcher
+from app.keywords.intent import Action
+from app.keywords.text import key
+from app.lines import register_line
+from app.models import ContactAddress, Direction, Line, LineGroup, Message, MessageStatus, utcnow
+from app.providers.base import InboundText, MalformedWebhook, Provider
+from app.settings import Settings
+
+#: The consent change each action asks for: (status, topic-level?).
+_CHANGES = {
+    Action.OPT_OUT: (Status.OPTED_OUT, False),
+    Action.OPT_IN: (Status.OPTED_IN, False),
+    Action.TOPIC_OPT_OUT: (Status.OPTED_OUT, True),
+    Action.TOPIC_OPT_IN: (Status.OPTED_IN, True),
+}
+_PROVIDER_ACTIONS = {"opt_out": Status.OPTED_OUT, "opt_in": Status.OPTED_IN}
+
+
+@dataclass(frozen=True)
+class Handled:
+    message_id: int
+    #: The text to answer with (None: no reply).
+    reply: str | None
+    #: The provider sent this message before; nothing changed this time.
+    duplicate: bool
+    intent: Intent | None = None
+    #: History events the text caused.
+    events: int = 0
+
+
+def handle(
+    session: Session, provider: Provider, text: InboundText, matcher: Matcher, settings: Settings
+) -> Handled:
+    """Apply one inbound text.
+
+    Raises:
+        MalformedWebhook: the text was not sent to a number or short code.
+    """
+    try:
+        line_address = normalize_line(text.recipient, settings.default_region)
+    except InvalidAddress as error:
+        raise MalformedWebhook(f"To: {error}") from None
+    if _find(session, provider, text) is not None:
+        return _duplicate(session, provider, text)
+    line = register_line(session, line_address, settings.default_organization, text.service_id)
+    message = _record(session, provider, text, settings, line)
+    if message is None:
+        return _duplicate(session, provider, text)
+    group = session.get(LineGroup, line.group_id) if line.group_id else None
+    intent = matcher.match(text.body, line=line.address, group=group.name if group else None)
+    message.intent, message.needs_review = intent.action.value, intent.needs_review
+
+    sender = _contact(text.sender, settings)
+    if sender is None or sender.kind is not AddressKind.PHONE or _is_our_line(session, sender):
+        # Short codes, alphanumeric senders and our own lines are robots: their
+        # texts are kept, but they neither change consent nor get an answer.
+        session.flush()
+        return Handled(message.id, None, False, intent)
+
+    events = _apply_consent(session, text, intent, matcher, line, message, sender)
+    events += _clear_bounce(session, line, sender, message)
+    message.reply = _reply(session, provider, text, intent, matcher, line, group, sender, settings)
+    session.flush()
+    return Handled(message.id, message.reply, False, intent, events)
+
+
+def _record(
+    session: Session, provider: Provider, text: InboundText, settings: Settings, line: Line
+) -> Message | None:
+    """The message row, or None when the provider delivered it before.
+
+    Two deliveries of one message at once: the second insert waits for the
+    first transaction and then fails on the unique provider id; it is a
+    duplicate, answered like the first.
+    """
+    contact = _contact(text.sender, settings)
+    message = Message(
+        organization_id=line.organization_id,
+        line_id=line.id,
+        direction=Direction.INBOUND,
+        address=contact.value if contact else text.sender.strip()[:320],
+        body=text.body,
+        status=MessageStatus.RECEIVED,
+        provider=provider.name,
+        provider_message_id=text.message_id,
+        meta=dict(text.extras) or None,
+    )
+    try:
+        with session.begin_nested():
+            session.add(message)
+            session.flush()
+    except IntegrityError:
+        return None
+    return message
+
+
+def _find(session: Session, provider: Provider, text: InboundText) -> Message | None:
+    return session.scalars(
+        sa.select(Message).where(
+            Message.provider == provider.name, Message.provider_message_id == text.message_id
+        )
+    ).one_or_none()
+
+
+def _duplicate(session: Session, provider: Provider, text: InboundText) -> Handled:
+    """A retried delivery gets the very answer the first one got, and changes nothing."""
+    first = _find(session, provider, text)
+    assert first is not None
+    return Handled(first.id, first.reply, True)
+
+
+def _contact(raw: str, settings: Settings) -> Address | None:
+    try:
+        return normalize(raw, settings.default_region)
+    except InvalidAddress:
+        return None  # an alphanumeric sender ("VERIFY"): not a contact
+
+
+def _is_our_line(session: Session, address: Address) -> bool:
+    return session.scalar(sa.select(Line.id).where(Line.address == address.value)) is not None
+
+
+def _scope(matcher: Matcher, line: Line) -> Scope:
+    """Where the contact's keyword applies: the organisation (when its setting says so),
+    else the line's group (a Messaging Service stops as a whole, as at Twilio), else the line."""
+    if matcher.config.organization.opt_out_scope == "organization":
+        return Scope.organization()
+    if line.group_id is not None:
+        return Scope.group(line.group_id)
+    return Scope.line(line.id)
+
+
+def _apply_consent(
+    session: Session,
+    text: InboundText,
+    intent: Intent,
+    matcher: Matcher,
+    line: Line,
+    message: Message,
+    sender: Address,
+) -> int:
+    # The provider acted on a default keyword (Twilio's OptOutType): that is the
+    # state at the carrier, recorded as such whatever our own reading says.
+    changes: list[tuple[Status, str | None, Source]]
+    if text.provider_action in _PROVIDER_ACTIONS:
+        changes = [(_PROVIDER_ACTIONS[text.provider_action], None, Source.CARRIER)]
+    elif intent.action in _CHANGES:
+        status, by_topic = _CHANGES[intent.action]
+        topics = intent.topics if by_topic else (None,)
+        changes = [(status, topic, Source.KEYWORD) for topic in topics]
+    else:
+        return 0
+    events = 0
+    for status, topic, source in changes:
+        outcome = ledger.apply(
+            session,
+            ledger.Change(
+                organization_id=line.organization_id,
+                address=sender,
+                scope=_scope(matcher, line),
+                status=status,
+                source=source,
+                actor=sender.value if source is Source.KEYWORD else text.provider,
+                channel=Channel.SMS,
+                topic=topic,
+                reason=f"texted {text.body.strip()[:80]!r} to {line.address}",
+                message_id=message.id,
+                via_line_id=line.id,
+            ),
+        )
+        events += len(outcome.events)
+    return events
+
+
+def _clear_bounce(session: Session, line: Line, sender: Address, message: Message) -> int:
+    """A number that texts us is reachable: its bounce flag goes (R17)."""
+    outcome = ledger.set_flag(
+        session,
+        ledger.FlagChange(
+            organization_id=line.organization_id,
+            address=sender,
+            flag=Flag.BOUNCED,
+            set=False,
+            source=Source.SYSTEM,
+            actor="inbound message",
+            reason=f"the number texted {line.address}",
+            message_id=message.id,
+        ),
+    )
+    return len(outcome.events)
+
+
+def _reply(
+    session: Session,
+    provider: Provider,
+    text: InboundText,
+    intent: Intent,
+    matcher: Matcher,
+    line: Line,
+    group: LineGroup | None,
+    sender: Address,
+    settings: Settings,
+) -> str | None:
+    """At most one answer; none where someone else answers or a robot may be talking."""
+    if intent.reply is None or intent.needs_review or text.provider_action is not None:
+        return None
+    rules = matcher.config.rules_for(line.address, group.name if group else None)
+    short_code = normalize_line(line.address).kind is AddressKind.SHORT_CODE
+    if (
+        rules.provider_confirms_defaults
+        and not short_code
+        and intent.exact
+        and intent.keyword is not None
+        and key(intent.keyword) in provider.answered_keywords
+    ):
+        return None  # the provider has answered this default keyword itself
+    overall = _overall_status(session, line, sender)
+    reply = intent.reply
+    if intent.action is Action.TOPIC_OPT_IN and overall is Status.OPTED_OUT:
+        reply = matcher.topic_opt_in_while_opted_out(
+            intent.topics, line.address, group.name if group else None
+        )
+    elif intent.action is Action.RESPONDER and overall is Status.OPTED_OUT:
+        return None  # only confirmations and HELP go to someone who stopped
+    if _replies_last_hour(session, line, sender) >= settings.reply_limit_per_hour:
+        return None
+    return reply
+
+
+def _overall_status(session: Session, line: Line, sender: Address) -> Status:
+    row = session.scalars(
+        sa.select(ContactAddress).where(
+            ContactAddress.organization_id == line.organization_id,
+            ContactAddress.value == sender.value,
+        )
+    ).one_or_none()
+    if row is None:
+        return Status.NOT_DEFINED
+    state = history.load_state(session, row.id, flags=False)
+    return decide(state.records.values(), Point(line.id, line.group_id), Channel.SMS).status
+
+
+def _replies_last_hour(session: Session, line: Line, sender: Address) -> int:
+    since = utcnow() - timedelta(hours=1)
+    return int(
+        session.scalar(
+            sa.select(sa.func.count())
+            .select_from(Message)
+            .where(
+                Message.line_id == line.id,
+                Message.address == sender.value,
+                Message.direction == Direction.INBOUND,
+                Message.reply.is_not(None),
+                Message.created_at >= since,
+            )
+        )
+        or 0
+    )

@@ -1,0 +1,30 @@
+"""SMS providers. One module per provider, one line per provider in PROVIDERS.
+
+To add one: copy twilio.py and its test table, implement the Provider protocol
+(providers/base.py), and add a line here. Nothing else names a provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from app.errors import NotFound
+from app.providers.base import Provider
+from app.providers.twilio import TwilioProvider
+from app.settings import Settings
+
+PROVIDERS: dict[str, Callable[[Settings], Provider]] = {
+    "twilio": TwilioProvider,
+}
+
+
+def get_provider(name: str, settings: Settings) -> Provider:
+    """The adapter called ``name``, built from settings.
+
+    Raises:
+        NotFound: no such provider (naming the ones there are).
+    """
+    factory = PROVIDERS.get(name)
+    if factory is None:
+        raise NotFound(f"no provider {name!r}; known: {', '.join(sorted(PROVIDERS))}")
+    return factory(settings)

@@ -1,0 +1,237 @@
+"""Twilio: webhook signatures, inbound texts, delivery receipts, TwiML replies, sends.
+
+Signatures are checked with twilio's own RequestValidator over the URL Twilio
+called (see web/webhooks.py for how that URL is rebuilt behind proxies) and
+every parameter received, repeated ones included: Twilio adds parameters
+without notice (COMPLIANCE.md 4). A JSON body is checked through the
+``bodySHA256`` query parameter Twilio adds to its URL.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+from ruamel.yaml import YAML
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.request_validator import RequestValidator, get_signature_algorithm
+from twilio.rest import Client
+from twilio.twiml.messaging_response import MessagingResponse
+from werkzeug.datastructures import MultiDict
+
+from app.keywords.text import key
+from app.providers.base import (
+    DeliveryStatus,
+    ErrorClass,
+    ErrorEffect,
+    InboundText,
+    MalformedWebhook,
+    Outgoing,
+    ProviderError,
+    Reply,
+    StatusUpdate,
+    WebhookRequest,
+)
+from app.settings import Settings
+
+#: What Twilio's own filter answers on long codes and toll-free numbers when the
+#: whole text is one of these (COMPLIANCE.md 1.1; REVOKE and OPTOUT since 2025).
+ANSWERED_KEYWORDS = frozenset(
+    key(word)
+    for word in "STOP STOPALL UNSUBSCRIBE CANCEL END QUIT REVOKE OPTOUT START YES UNSTOP HELP "
+    "INFO".split()
+)
+
+_OPT_OUT_TYPES: dict[str, Literal["opt_out", "opt_in", "help"]] = {
+    "stop": "opt_out",
+    "start": "opt_in",
+    "help": "help",
+}
+
+_STATUSES = {
+    "accepted": DeliveryStatus.QUEUED,
+    "scheduled": DeliveryStatus.QUEUED,
+    "queued": DeliveryStatus.QUEUED,
+    "sending": DeliveryStatus.SENDING,
+    "sent": DeliveryStatus.SENT,
+    "delivered": DeliveryStatus.DELIVERED,
+    "partially_delivered": DeliveryStatus.DELIVERED,
+    "undelivered": DeliveryStatus.UNDELIVERED,
+    "failed": DeliveryStatus.FAILED,
+    "canceled": DeliveryStatus.FAILED,
+    "read": DeliveryStatus.READ,
+}
+
+#: Fields kept with an inbound message (besides the ones parsed out).
+_KEPT = ("AccountSid", "NumSegments", "NumMedia", "OptOutType", "FromCountry", "ToCountry")
+
+#: Seconds a send may take before it counts as a transient failure.
+SEND_TIMEOUT = 15
+
+
+ERROR_CODES_FILE = Path(__file__).with_name("twilio_error_codes.yaml")
+
+
+def load_error_codes(path: Path = ERROR_CODES_FILE) -> dict[str, ErrorEffect]:
+    """The error-code table; a broken table stops the import (it ships with the code)."""
+    document = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    window = int(document["window_days"])
+    table = {}
+    for code, entry in document["codes"].items():
+        table[str(code)] = ErrorEffect(
+            kind=ErrorClass(entry["class"]),
+            meaning=str(entry["meaning"]),
+            after=int(entry.get("after", 1)),
+            window_days=window,
+        )
+    return table
+
+
+ERROR_CODES = load_error_codes()
+
+
+class TwilioProvider:
+    name = "twilio"
+    answered_keywords = ANSWERED_KEYWORDS
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        token = settings.twilio_auth_token
+        self._validator = RequestValidator(token) if token else None
+
+    # -- webhooks -------------------------------------------------------------------
+
+    def verify(self, request: WebhookRequest) -> bool:
+        signature = request.headers.get("x-twilio-signature")
+        if self._validator is None or not signature:
+            return False
+        algorithm = get_signature_algorithm(
+            request.headers.get("x-twilio-webhooks-signature-settings")
+        )
+        query = parse_qs(urlsplit(request.url).query)
+        if "bodySHA256" in query and request.content_type.startswith("application/json"):
+            body = request.body.decode("utf-8", errors="replace")
+            return bool(self._validator.validate(request.url, body, signature, algorithm))
+        params: MultiDict[str, str] = MultiDict(list(request.form))
+        return bool(self._validator.validate(request.url, params, signature, algorithm))
+
+    def parse_inbound(self, request: WebhookRequest) -> InboundText:
+        fields = _fields(request)
+        message_id = _first(fields, "MessageSid", "SmsMessageSid", "SmsSid")
+        sender, recipient = fields.get("From"), fields.get("To")
+        missing = [
+            name
+            for name, value in (("MessageSid", message_id), ("From", sender), ("To", recipient))
+            if not value
+        ]
+        if missing:
+            raise MalformedWebhook(f"an inbound message needs {', '.join(missing)}")
+        assert message_id and sender and recipient
+        opt_out_type = (fields.get("OptOutType") or "").strip().lower()
+        media = fields.get("NumMedia") or "0"
+        return InboundText(
+            provider=self.name,
+            message_id=message_id,
+            sender=sender,
+            recipient=recipient,
+            body=fields.get("Body") or "",
+            service_id=fields.get("MessagingServiceSid") or None,
+            provider_action=_OPT_OUT_TYPES.get(opt_out_type),
+            media_count=int(media) if media.isdigit() else 0,
+            extras={name: fields[name] for name in _KEPT if fields.get(name)},
+        )
+
+    def parse_status(self, request: WebhookRequest) -> StatusUpdate:
+        fields = _fields(request)
+        message_id = _first(fields, "MessageSid", "SmsSid")
+        raw_status = (_first(fields, "MessageStatus", "SmsStatus") or "").strip().lower()
+        if not message_id or not raw_status:
+            raise MalformedWebhook("a status callback needs MessageSid and MessageStatus")
+        error_code = (fields.get("ErrorCode") or "").strip() or None
+        return StatusUpdate(
+            provider=self.name,
+            message_id=message_id,
+            raw_status=raw_status,
+            status=_STATUSES.get(raw_status),
+            error_code=error_code if error_code != "0" else None,
+            recipient=fields.get("To"),
+            sender=fields.get("From"),
+        )
+
+    def error_effect(self, code: str) -> ErrorEffect:
+        return ERROR_CODES.get(code) or ErrorEffect(ErrorClass.UNKNOWN, f"Twilio error {code}")
+
+    def render_reply(self, text: str | None) -> Reply:
+        response = MessagingResponse()
+        if text:
+            response.message(text)
+        return Reply(str(response), "application/xml")
+
+    # -- sending --------------------------------------------------------------------
+
+    @cached_property
+    def _client(self) -> Client:
+        settings = self._settings
+        if not settings.twilio_account_sid or not settings.twilio_auth_token:
+            raise ProviderError(
+                "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set: cannot send",
+                permanent=True,
+            )
+        client = Client(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            http_client=TwilioHttpClient(timeout=SEND_TIMEOUT),
+        )
+        if settings.twilio_api_url:
+            client.api.base_url = settings.twilio_api_url
+        return client
+
+    def send(self, message: Outgoing) -> str:
+        options: dict[str, Any] = {"to": message.recipient, "body": message.body}
+        if message.service_id:
+            options["messaging_service_sid"] = message.service_id
+        else:
+            options["from_"] = message.sender
+        if message.status_callback:
+            options["status_callback"] = message.status_callback
+        try:
+            created = self._client.messages.create(**options)
+        except TwilioRestException as error:
+            # 429 and 5xx are Twilio's own trouble: worth retrying. Other 4xx
+            # (21610 opted out, 21211 invalid number, ...) fail the same way again.
+            transient = error.status == 429 or error.status >= 500
+            code = str(error.code) if error.code else None
+            raise ProviderError(
+                f"Twilio refused the message ({error.status}"
+                + (f", error {code}" if code else "")
+                + f"): {error.msg}",
+                permanent=not transient,
+                code=code,
+            ) from None
+        except (TwilioException, OSError) as error:
+            raise ProviderError(f"Twilio could not be reached: {error}", permanent=False) from None
+        return str(created.sid)
+
+
+def _fields(request: WebhookRequest) -> dict[str, str]:
+    """The request's fields: the form, or a flat JSON object."""
+    if request.content_type.startswith("application/json"):
+        try:
+            document = json.loads(request.body or b"{}")
+        except ValueError:
+            raise MalformedWebhook("the body is not valid JSON") from None
+        if not isinstance(document, dict):
+            raise MalformedWebhook("expected a JSON object")
+        return {str(k): str(v) for k, v in document.items() if v is not None}
+    fields: dict[str, str] = {}
+    for name, value in request.form:
+        fields.setdefault(name, value)
+    return fields
+
+
+def _first(fields: dict[str, str], *names: str) -> str | None:
+    return next((fields[name] for name in names if fields.get(name)), None)

@@ -1,0 +1,186 @@
+"""One delivery receipt: the message's state machine, bounces and carrier opt-outs.
+
+Receipts arrive out of order and more than once (COMPLIANCE.md 2.2). Each
+(provider, message id, status) is applied once; a message's status only moves
+forward (queued < sending < sent < delivered | undelivered | failed; read
+after delivered), so a late "sent" never overwrites a final state. An error
+code says what the failure means for the recipient (the provider's data
+table): a carrier opt-out is recorded in the ledger, a dead number is flagged
+bounced, a sender-side problem marks no one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.addresses import normalize
+from app.consent import ledger
+from app.consent.values import Channel, Flag, Scope, Source, Status
+from app.errors import InvalidAddress
+from app.models import Direction, Line, Message, MessageStatus, Receipt, utcnow
+from app.providers.base import DeliveryStatus, ErrorClass, ErrorEffect, Provider, StatusUpdate
+
+#: How far along each status is; a message only moves to a higher rank.
+RANK = {
+    MessageStatus.QUEUED: 0,
+    MessageStatus.SENDING: 1,
+    MessageStatus.SENT: 2,
+    MessageStatus.DELIVERED: 3,
+    MessageStatus.UNDELIVERED: 3,
+    MessageStatus.FAILED: 3,
+    MessageStatus.READ: 4,
+}
+FINAL = frozenset({MessageStatus.DELIVERED, MessageStatus.UNDELIVERED, MessageStatus.FAILED})
+FAILURES = frozenset({MessageStatus.UNDELIVERED, MessageStatus.FAILED})
+#: Error classes that count towards flagging a number bounced.
+_BOUNCING = frozenset({ErrorClass.INVALID, ErrorClass.UNREACHABLE})
+
+
+@dataclass(frozen=True)
+class Recorded:
+    #: The provider sent this (message id, status) before: nothing changed.
+    duplicate: bool
+    #: Our message, or None when the id is unknown (kept for reconciliation).
+    message_id: int | None = None
+    #: The message's status moved.
+    advanced: bool = False
+    #: What the error code did: "opted_out", "bounced", or None.
+    effect: str | None = None
+
+
+def handle(session: Session, provider: Provider, update: StatusUpdate) -> Recorded:
+    """Apply one receipt, in the caller's transaction."""
+    receipt = Receipt(
+        provider=provider.name,
+        provider_message_id=update.message_id,
+        status=update.raw_status[:20],
+        error_code=update.error_code,
+    )
+    try:
+        with session.begin_nested():
+            session.add(receipt)
+            session.flush()
+    except IntegrityError:
+        return Recorded(duplicate=True)
+    message = session.scalars(
+        sa.select(Message)
+        .where(
+            Message.provider == provider.name,
+            Message.provider_message_id == update.message_id,
+            Message.direction == Direction.OUTBOUND,
+        )
+        .with_for_update()
+    ).one_or_none()
+    if message is None:
+        return Recorded(duplicate=False)
+    receipt.message_id = message.id
+    advanced = _advance(message, update)
+    effect = None
+    if update.status in (DeliveryStatus.UNDELIVERED, DeliveryStatus.FAILED) and update.error_code:
+        effect = _apply_error(session, provider, message, update.error_code)
+    session.flush()
+    return Recorded(False, message.id, advanced, effect)
+
+
+def _advance(message: Message, update: StatusUpdate) -> bool:
+    if update.status is None:
+        return False  # a status we do not track; the receipt is kept
+    new = MessageStatus(update.status.value)
+    current = message.status
+    if current not in RANK:
+        return False  # blocked or not ours to move (never handed to the provider)
+    if current in FINAL and new in FINAL:
+        return False  # the first final word stands
+    if new is MessageStatus.READ and current in FAILURES:
+        return False
+    if RANK[new] <= RANK[current]:
+        return False
+    message.status = new
+    if new in FAILURES and update.error_code:
+        message.error_code = update.error_code
+    return True
+
+
+def _apply_error(session: Session, provider: Provider, message: Message, code: str) -> str | None:
+    effect = provider.error_effect(code)
+    if effect.kind in (ErrorClass.SENDER, ErrorClass.UNKNOWN):
+        return None
+    try:
+        address = normalize(message.address)
+    except InvalidAddress:
+        return None
+    line = session.get(Line, message.line_id)
+    assert line is not None
+    actor = f"{provider.name} error {code}"
+    if effect.kind is ErrorClass.OPTED_OUT:
+        # The provider blocks the pair for the sender, or its whole group
+        # (a Twilio Messaging Service): record it there, as a carrier opt-out.
+        scope = Scope.group(line.group_id) if line.group_id else Scope.line(line.id)
+        outcome = ledger.apply(
+            session,
+            ledger.Change(
+                organization_id=message.organization_id,
+                address=address,
+                scope=scope,
+                status=Status.OPTED_OUT,
+                source=Source.CARRIER,
+                actor=actor,
+                channel=Channel.SMS,
+                reason=effect.meaning,
+                message_id=message.id,
+                via_line_id=line.id,
+            ),
+        )
+        return "opted_out" if outcome.changed else None
+    if _failures_in_a_row(session, provider, message, effect) < effect.after:
+        return None
+    outcome = ledger.set_flag(
+        session,
+        ledger.FlagChange(
+            organization_id=message.organization_id,
+            address=address,
+            flag=Flag.BOUNCED,
+            set=True,
+            source=Source.CARRIER,
+            actor=actor,
+            reason=effect.meaning,
+            message_id=message.id,
+        ),
+    )
+    return "bounced" if outcome.changed else None
+
+
+def _failures_in_a_row(
+    session: Session, provider: Provider, message: Message, effect: ErrorEffect
+) -> int:
+    """The recipient's latest messages that failed for a bouncing reason, until one got through.
+
+    Counted over every line of the organisation within the window; each
+    message counts once, whatever number of receipts it had.
+    """
+    since = utcnow() - timedelta(days=effect.window_days)
+    rows = session.execute(
+        sa.select(Message.id, Message.status, Message.error_code)
+        .where(
+            Message.organization_id == message.organization_id,
+            Message.address == message.address,
+            Message.direction == Direction.OUTBOUND,
+            Message.status.in_([*FINAL, MessageStatus.READ]),
+            Message.updated_at >= since,
+        )
+        .order_by(Message.updated_at.desc(), Message.id.desc())
+        .limit(100)
+    )
+    count = 0
+    for _id, status, error_code in rows:
+        if status not in FAILURES or not error_code:
+            break
+        if provider.error_effect(error_code).kind not in _BOUNCING:
+            break
+        count += 1
+    return count
