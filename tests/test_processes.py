@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 
 import pytest
 import redis
+import sqlalchemy as sa
 
 from tests.conftest import CI, SHIPPED_KEYWORDS, free_port
 
@@ -245,3 +247,56 @@ def test_dev_exits_1_when_one_of_its_processes_dies(tmp_path: Path) -> None:
         assert dev.wait(timeout=30) == 1, output(tmp_path)
     said = (tmp_path / "stderr.txt").read_text()
     assert "optgate dev: stopping: worker exited with 1" in said
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_a_signed_stop_through_gunicorn_is_committed_before_the_answer(
+    clean_database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    from twilio.request_validator import RequestValidator
+
+    from app.addresses import normalize
+    from app.consent import queries
+    from app.db import Database
+    from app.models import Organization
+    from tests.conftest import TWILIO_SID, TWILIO_TOKEN
+
+    port = free_port()
+    env = environment(
+        tmp_path,
+        OPTGATE_DATABASE_URL=clean_database_url,
+        OPTGATE_REDIS_URL=redis_url,
+        TWILIO_ACCOUNT_SID=TWILIO_SID,
+        TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
+    )
+    url = f"http://127.0.0.1:{port}/webhooks/twilio/messages?source=test%27s"
+    params = {
+        "MessageSid": "SM" + "1" * 32,
+        "AccountSid": TWILIO_SID,
+        "From": "+14155550199",
+        "To": "+14155550100",
+        "Body": "Please stop texting me 🙏",
+    }
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(url, params)
+    request = urllib.request.Request(
+        url,
+        data=urllib.parse.urlencode(params).encode(),
+        headers={"X-Twilio-Signature": signature},
+        method="POST",
+    )
+    with cleaned_up(tmp_path):
+        web = start(["web", "--bind", f"127.0.0.1:{port}", "--workers", "2"], env, tmp_path)
+        wait_ready(f"http://127.0.0.1:{port}", web, tmp_path, timeout=20)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = response.read().decode()
+        web.send_signal(signal.SIGTERM)
+        web.wait(timeout=15)
+
+    assert "<Message>Acme Motors: You are unsubscribed" in answer
+    database = Database(clean_database_url)
+    with database.transaction() as session:
+        org = session.scalars(sa.select(Organization)).one()
+        shown = queries.address_status(session, org, normalize("+14155550199")).as_dict()
+    database.dispose()
+    assert shown["lines"][0]["status"] == "opted_out"

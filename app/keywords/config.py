@@ -857,8 +857,17 @@ def _own(rules: Rules, defaults: Rules) -> list[Keyword]:
     return [k for k in _all_keywords(rules) if id(k) not in inherited]
 
 
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def template_problem(template: str, allowed: tuple[str, ...]) -> str | None:
-    """What is wrong with a reply's placeholders, or None."""
+    """What is wrong with a reply (its placeholders, invisible control characters), or None."""
+    control = _CONTROL.search(template)
+    if control:
+        return (
+            f"contains the control character U+{ord(control.group()):04X}, which a text "
+            "message cannot carry; remove it"
+        )
     try:
         fields = list(string.Formatter().parse(template))
     except ValueError as error:

@@ -103,7 +103,15 @@ OPT_OUT_PHRASES = tuple(
         # French
         r"^(?:arrete|arretez|arreter|stoppez|desabonner|desinscrire|desabonnement|desinscription)"
         r"(?: svp| merci| s il vous plait| sil vous plait)?$",
-        r"\bne m(?:e)? (?:envoyez|ecrivez|contactez) plus\b",
+        # "m'écrivez" folds to one word, "mecrivez".
+        r"\bne (?:me |m)?(?:envoyez|ecrivez|contactez|textez|envoie|ecris) plus\b",
+        # An opening "Arrête(z)" is "stop!", whatever follows in a short text:
+        # "Arrêtez — ça suffit, merci", "Arrête de m'écrire".
+        r"^(?:arrete|arretez|arreter|stoppez)(?: \w+){0,8}$",
+        r"\bplus de (?:messages|sms|textos|texto|notifications)\b",
+        r"\b(?:deja|dejen|deje|dejar) de (?:escribirme|enviarme|mandarme|contactarme|"
+        r"llamarme|molestarme)\b",
+        r"\bya no (?:quiero|deseo) (?:recibir )?(?:mensajes|textos|sms)\b",
     )
 )
 
@@ -123,6 +131,7 @@ REVIEW_PHRASES = re.compile(
     r"|\bnot (?:the right|the correct) (?:person|number)\b"
     r"|\bleave (?:me|us) alone\b|\bgo away\b|\bget lost\b|\bback off\b"
     r"|\bnot interested\b|^no thanks?(?: you)?$|^no thank u$|^nope$"
+    r"|\bca suffit\b|\bc est assez\b|\blaissez moi tranquille\b|\blaisse moi tranquille\b"
     r"|\b(?:never|didnt|did not|dont remember|do not remember) (?:signed|sign|signing) up\b"
     r"|\bhow did you get (?:my|this) number\b|\bwho gave you (?:my|this) number\b"
     r"|\b(?:spam|spammer|spammers|scam|scammer|harassment)\b"

@@ -10,13 +10,14 @@ without notice (COMPLIANCE.md 4). A JSON body is checked through the
 from __future__ import annotations
 
 import json
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from ruamel.yaml import YAML
-from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 from twilio.rest import Client
@@ -113,7 +114,9 @@ class TwilioProvider:
             request.headers.get("x-twilio-webhooks-signature-settings")
         )
         query = parse_qs(urlsplit(request.url).query)
-        if "bodySHA256" in query and request.content_type.startswith("application/json"):
+        if "bodySHA256" in query:
+            # The signed URL says a body hash covers the body: check it, whatever the
+            # (unsigned) Content-Type header claims.
             body = request.body.decode("utf-8", errors="replace")
             return bool(self._validator.validate(request.url, body, signature, algorithm))
         params: MultiDict[str, str] = MultiDict(list(request.form))
@@ -167,6 +170,8 @@ class TwilioProvider:
 
     def render_reply(self, text: str | None) -> Reply:
         response = MessagingResponse()
+        # Characters XML 1.0 forbids would make the TwiML unreadable (Twilio 12100).
+        text = _NOT_XML.sub("", text) if text else text
         if text:
             response.message(text)
         return Reply(str(response), "application/xml")
@@ -200,21 +205,35 @@ class TwilioProvider:
             options["status_callback"] = message.status_callback
         try:
             created = self._client.messages.create(**options)
-        except TwilioRestException as error:
-            # 429 and 5xx are Twilio's own trouble: worth retrying. Other 4xx
-            # (21610 opted out, 21211 invalid number, ...) fail the same way again.
-            transient = error.status == 429 or error.status >= 500
-            code = str(error.code) if error.code else None
+        except (TwilioRestException, TwilioServiceException) as error:
+            # Both the classic error body and RFC 9457 problem details. 429 and 5xx
+            # are Twilio's own trouble: worth retrying. Other 4xx (21610 opted
+            # out, 21211 invalid number, ...) fail the same way again.
+            status = int(getattr(error, "status", 0) or 0)
+            transient = status == 429 or status >= 500
+            raw_code = getattr(error, "code", None)
+            # An error page without a Twilio code comes back with the HTTP status
+            # as its "code": that is not Twilio's error code.
+            code = str(raw_code) if raw_code and raw_code != status else None
+            text = (
+                getattr(error, "msg", None)
+                or getattr(error, "detail", None)
+                or getattr(error, "title", None)
+                or "no details"
+            )
             raise ProviderError(
-                f"Twilio refused the message ({error.status}"
+                f"Twilio refused the message ({status}"
                 + (f", error {code}" if code else "")
-                + f"): {error.msg}",
+                + f"): {text}",
                 permanent=not transient,
                 code=code,
             ) from None
         except (TwilioException, OSError) as error:
             raise ProviderError(f"Twilio could not be reached: {error}", permanent=False) from None
         return str(created.sid)
+
+
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def _fields(request: WebhookRequest) -> dict[str, str]:

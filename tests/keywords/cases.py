@@ -642,6 +642,13 @@ CASES: list[Case] = [
     Case("I can't stop laughing, see you Friday", NONE),
     Case("no, don't stop", NONE, needs_review=True),
     Case("do not text me", OUT),
+    Case("Arrêtez 🛑 — ça suffit, merci", OUT, note="French: an opening Arrêtez is stop"),
+    Case("Arrête de m'écrire", OUT),
+    Case("Plus de messages svp", OUT),
+    Case("Ne m'écrivez plus", OUT),
+    Case("Ça suffit", NONE, needs_review=True, note="'that's enough': a person decides"),
+    Case("Deja de escribirme por favor", OUT, note="Spanish: stop writing to me"),
+    Case("Ya no quiero recibir mensajes", OUT),
     #
     # --- 8. Empty, blank, emoji or punctuation only --------------------------------------------
     nothing(""),

@@ -352,3 +352,11 @@ def test_an_override_changes_only_its_lines() -> None:
     assert config.rules_for(line="12345").brand == "Shorty"
     assert config.rules_for(line="+14155550100").brand == "Acme"
     assert config.rules_for(line="12345").opt_out == config.defaults.opt_out
+
+
+def test_a_reply_with_an_invisible_control_character_is_refused() -> None:
+    found = problems(with_lines((10, '  reply: "{brand}: Call us.\\a Reply STOP."')))
+    assert found == [
+        "k.yaml:10: help.reply: contains the control character U+0007, which a text message "
+        "cannot carry; remove it"
+    ]
