@@ -9,6 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.db import Database
 from app.keywords.store import KeywordStore
+from app.providers import configuration_warnings
 from app.settings import Settings, configure_logging
 
 log = logging.getLogger("optgate")
@@ -51,8 +52,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             "OPTGATE_VERIFY_SIGNATURES=false: webhooks are accepted WITHOUT signature checks; "
             "anyone can opt numbers in or out. Never in production."
         )
-    elif not settings.twilio_auth_token:
-        log.warning("TWILIO_AUTH_TOKEN is not set: Twilio webhooks will be refused (403)")
+    for warning in configuration_warnings(settings):
+        log.warning("%s", warning)
     if settings.redis_inline:
         log.warning(
             "OPTGATE_REDIS_URL=inline: no Redis, jobs run inside the web process and are lost "

@@ -18,6 +18,15 @@ PROVIDERS: dict[str, Callable[[Settings], Provider]] = {
 }
 
 
+def configuration_warnings(settings: Settings) -> list[str]:
+    """What each provider says is missing from its configuration."""
+    return [
+        warning
+        for make in PROVIDERS.values()
+        for warning in make(settings).configuration_warnings()
+    ]
+
+
 def get_provider(name: str, settings: Settings) -> Provider:
     """The adapter called ``name``, built from settings.
 

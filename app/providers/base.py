@@ -169,3 +169,7 @@ class Provider(Protocol):
     def error_effect(self, code: str) -> ErrorEffect:
         """What error ``code`` means for the recipient."""
         ...
+
+    def configuration_warnings(self) -> list[str]:
+        """What is missing for this provider to work (logged at every start)."""
+        ...

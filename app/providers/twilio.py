@@ -165,6 +165,11 @@ class TwilioProvider:
             sender=fields.get("From"),
         )
 
+    def configuration_warnings(self) -> list[str]:
+        if self._settings.verify_signatures and not self._settings.twilio_auth_token:
+            return ["TWILIO_AUTH_TOKEN is not set: Twilio webhooks will be refused (403)"]
+        return []
+
     def error_effect(self, code: str) -> ErrorEffect:
         return ERROR_CODES.get(code) or ErrorEffect(ErrorClass.UNKNOWN, f"Twilio error {code}")
 

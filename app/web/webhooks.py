@@ -53,7 +53,8 @@ def status(provider_name: str) -> ResponseReturnValue:
     db = session()
     with db.begin():
         receipts.handle(db, provider, update)
-    return Response(status=204)
+    # 200 with nothing in it: the provider ignores the body, and any 2xx stops its retries.
+    return Response("", status=200, content_type="text/plain")
 
 
 def _provider(name: str) -> Provider:
