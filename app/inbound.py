@@ -24,7 +24,7 @@ from app.keywords import Intent, Matcher
 from app.keywords.intent import Action
 from app.keywords.text import key
 from app.lines import register_line
-from app.models import ContactAddress, Direction, Line, LineGroup, Message, MessageStatus, utcnow
+from app.models import Direction, Line, LineGroup, Message, MessageStatus, utcnow
 from app.providers.base import InboundText, MalformedWebhook, Provider
 from app.settings import Settings
 
@@ -250,12 +250,7 @@ def _reply(
 
 
 def _overall_status(session: Session, line: Line, sender: Address) -> Status:
-    row = session.scalars(
-        sa.select(ContactAddress).where(
-            ContactAddress.organization_id == line.organization_id,
-            ContactAddress.value == sender.value,
-        )
-    ).one_or_none()
+    row = history.find_address(session, line.organization_id, sender.value)
     if row is None:
         return Status.NOT_DEFINED
     state = history.load_state(session, row.id, flags=False)

@@ -149,6 +149,15 @@ def flag_value(row: FlagState) -> FlagValue:
     )
 
 
+def find_address(session: Session, organization_id: int, value: str) -> ContactAddress | None:
+    """The address row of ``value`` in an organisation (None: nothing ever happened to it)."""
+    return session.scalars(
+        sa.select(ContactAddress).where(
+            ContactAddress.organization_id == organization_id, ContactAddress.value == value
+        )
+    ).one_or_none()
+
+
 def load_state(session: Session, address_id: int, *, flags: bool = True) -> AddressState:
     """The stored records and (unless ``flags`` is False) flags of one address."""
     state = AddressState()

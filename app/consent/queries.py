@@ -21,7 +21,7 @@ from app.consent.rules import ORGANIZATION_POINT, Decision, Point, decide
 from app.consent.values import EMAIL_CHANNELS, OVERALL, PHONE_CHANNELS, Channel, Flag
 from app.errors import InvalidChange
 from app.lines import LineView, list_lines
-from app.models import ConsentEvent, ContactAddress, Line, LineGroup, Organization
+from app.models import ConsentEvent, Line, LineGroup, Organization
 
 
 @dataclass(frozen=True)
@@ -68,12 +68,7 @@ def address_status(
     Raises:
         InvalidChange: a channel that does not apply to the address.
     """
-    row = session.scalars(
-        sa.select(ContactAddress).where(
-            ContactAddress.organization_id == organization.id,
-            ContactAddress.value == address.value,
-        )
-    ).one_or_none()
+    row = history.find_address(session, organization.id, address.value)
     state = history.load_state(session, row.id) if row else history.AddressState()
     records = list(state.records.values())
     shown_topics = sorted(set(topics) | {r.topic for r in records if r.topic != OVERALL})
@@ -120,12 +115,7 @@ def address_history(
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """The history of ``address`` in ``organization``, oldest first, as dicts."""
-    row = session.scalars(
-        sa.select(ContactAddress).where(
-            ContactAddress.organization_id == organization.id,
-            ContactAddress.value == address.value,
-        )
-    ).one_or_none()
+    row = history.find_address(session, organization.id, address.value)
     if row is None:
         return []
     events = list(history.iter_history(session, row.id, after_seq=after_seq, limit=limit))

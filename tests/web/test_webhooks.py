@@ -125,6 +125,25 @@ class Twilio:
         with self.database.transaction() as session:
             return int(session.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
 
+    def handed_over(self, body: str = "Sale this weekend") -> str:
+        """An outbound message already handed to Twilio (status sent); its Twilio id."""
+        message_id = sid()
+        with self.database.transaction() as session:
+            line = session.scalars(sa.select(Line).where(Line.address == LINE)).one()
+            session.add(
+                Message(
+                    organization_id=line.organization_id,
+                    line_id=line.id,
+                    direction=Direction.OUTBOUND,
+                    address=CONTACT,
+                    body=body,
+                    status=MessageStatus.SENT,
+                    provider="twilio",
+                    provider_message_id=message_id,
+                )
+            )
+        return message_id
+
     def messages(self) -> list[Message]:
         with self.database.transaction() as session:
             return list(session.scalars(sa.select(Message).order_by(Message.id)))
@@ -408,22 +427,7 @@ def test_an_unreachable_database_answers_503_not_2xx(
 def sent(twilio: Twilio) -> str:
     """An outbound message that was handed to Twilio."""
     twilio.text("hello")  # registers the line and the organisation
-    message_id = sid()
-    with twilio.database.transaction() as session:
-        line = session.scalars(sa.select(Line)).one()
-        session.add(
-            Message(
-                organization_id=line.organization_id,
-                line_id=line.id,
-                direction=Direction.OUTBOUND,
-                address=CONTACT,
-                body="Sale this weekend",
-                status=MessageStatus.SENT,
-                provider="twilio",
-                provider_message_id=message_id,
-            )
-        )
-    return message_id
+    return twilio.handed_over()
 
 
 def outbound(twilio: Twilio, message_id: str) -> Message:
@@ -474,21 +478,7 @@ def test_a_sender_side_error_marks_no_one(twilio: Twilio, sent: str) -> None:
 
 
 def _send_and_fail(twilio: Twilio, code: str | None) -> None:
-    message_id = sid()
-    with twilio.database.transaction() as session:
-        line = session.scalars(sa.select(Line)).one()
-        session.add(
-            Message(
-                organization_id=line.organization_id,
-                line_id=line.id,
-                direction=Direction.OUTBOUND,
-                address=CONTACT,
-                body="x",
-                status=MessageStatus.SENT,
-                provider="twilio",
-                provider_message_id=message_id,
-            )
-        )
+    message_id = twilio.handed_over("x")
     twilio.status(message_id, "undelivered" if code else "delivered", code)
 
 
