@@ -62,17 +62,19 @@ def handle(
         line_address = normalize_line(text.recipient, settings.default_region)
     except InvalidAddress as error:
         raise MalformedWebhook(f"To: {error}") from None
-    if _find(session, provider, text) is not None:
-        return _duplicate(session, provider, text)
+    first = _find(session, provider, text)
+    if first is not None:
+        return _duplicate(first)
+    sender = _contact(text.sender, settings)
     line = register_line(session, line_address, settings.default_organization, text.service_id)
-    message = _record(session, provider, text, settings, line)
+    message = _record(session, provider, text, sender, line)
     if message is None:
-        return _duplicate(session, provider, text)
+        return _duplicate(_find(session, provider, text))
     group = session.get(LineGroup, line.group_id) if line.group_id else None
-    intent = matcher.match(text.body, line=line.address, group=group.name if group else None)
+    group_name = group.name if group else None
+    intent = matcher.match(text.body, line=line.address, group=group_name)
     message.intent, message.needs_review = intent.action.value, intent.needs_review
 
-    sender = _contact(text.sender, settings)
     if sender is None or sender.kind is not AddressKind.PHONE or _is_our_line(session, sender):
         # Short codes, alphanumeric senders and our own lines are robots: their
         # texts are kept, but they neither change consent nor get an answer.
@@ -81,13 +83,16 @@ def handle(
 
     events = _apply_consent(session, text, intent, matcher, line, message, sender)
     events += _clear_bounce(session, line, sender, message)
-    message.reply = _reply(session, provider, text, intent, matcher, line, group, sender, settings)
+    short_code = line_address.kind is AddressKind.SHORT_CODE
+    message.reply = _reply(
+        session, provider, text, intent, matcher, line, group_name, short_code, sender, settings
+    )
     session.flush()
     return Handled(message.id, message.reply, False, intent, events)
 
 
 def _record(
-    session: Session, provider: Provider, text: InboundText, settings: Settings, line: Line
+    session: Session, provider: Provider, text: InboundText, sender: Address | None, line: Line
 ) -> Message | None:
     """The message row, or None when the provider delivered it before.
 
@@ -95,12 +100,11 @@ def _record(
     first transaction and then fails on the unique provider id; it is a
     duplicate, answered like the first.
     """
-    contact = _contact(text.sender, settings)
     message = Message(
         organization_id=line.organization_id,
         line_id=line.id,
         direction=Direction.INBOUND,
-        address=contact.value if contact else text.sender.strip()[:320],
+        address=sender.value if sender else text.sender.strip()[:320],
         body=text.body,
         status=MessageStatus.RECEIVED,
         provider=provider.name,
@@ -124,10 +128,9 @@ def _find(session: Session, provider: Provider, text: InboundText) -> Message | 
     ).one_or_none()
 
 
-def _duplicate(session: Session, provider: Provider, text: InboundText) -> Handled:
+def _duplicate(first: Message | None) -> Handled:
     """A retried delivery gets the very answer the first one got, and changes nothing."""
-    first = _find(session, provider, text)
-    assert first is not None
+    assert first is not None  # found, or committed by the delivery that won the race
     return Handled(first.id, first.reply, True)
 
 
@@ -219,15 +222,15 @@ def _reply(
     intent: Intent,
     matcher: Matcher,
     line: Line,
-    group: LineGroup | None,
+    group_name: str | None,
+    short_code: bool,
     sender: Address,
     settings: Settings,
 ) -> str | None:
     """At most one answer; none where someone else answers or a robot may be talking."""
     if intent.reply is None or intent.needs_review or text.provider_action is not None:
         return None
-    rules = matcher.config.rules_for(line.address, group.name if group else None)
-    short_code = normalize_line(line.address).kind is AddressKind.SHORT_CODE
+    rules = matcher.config.rules_for(line.address, group_name)
     if (
         rules.provider_confirms_defaults
         and not short_code
@@ -239,9 +242,7 @@ def _reply(
     overall = _overall_status(session, line, sender)
     reply = intent.reply
     if intent.action is Action.TOPIC_OPT_IN and overall is Status.OPTED_OUT:
-        reply = matcher.topic_opt_in_while_opted_out(
-            intent.topics, line.address, group.name if group else None
-        )
+        reply = matcher.topic_opt_in_while_opted_out(intent.topics, line.address, group_name)
     elif intent.action is Action.RESPONDER and overall is Status.OPTED_OUT:
         return None  # only confirmations and HELP go to someone who stopped
     if _replies_last_hour(session, line, sender) >= settings.reply_limit_per_hour:

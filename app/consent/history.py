@@ -149,13 +149,19 @@ def flag_value(row: FlagState) -> FlagValue:
     )
 
 
-def find_address(session: Session, organization_id: int, value: str) -> ContactAddress | None:
-    """The address row of ``value`` in an organisation (None: nothing ever happened to it)."""
-    return session.scalars(
-        sa.select(ContactAddress).where(
-            ContactAddress.organization_id == organization_id, ContactAddress.value == value
-        )
-    ).one_or_none()
+def find_address(
+    session: Session, organization_id: int, value: str, *, lock: bool = False
+) -> ContactAddress | None:
+    """The address row of ``value`` in an organisation (None: nothing ever happened to it).
+
+    With ``lock``, the row stays locked until the transaction ends (the ledger's lock).
+    """
+    query = sa.select(ContactAddress).where(
+        ContactAddress.organization_id == organization_id, ContactAddress.value == value
+    )
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return session.scalars(query).one_or_none()
 
 
 def load_state(session: Session, address_id: int, *, flags: bool = True) -> AddressState:

@@ -171,7 +171,17 @@ def set_flag(session: Session, change: FlagChange) -> Outcome:
             f"{change.address} is on the do-not-contact list.",
             "Do-not-contact is permanent and cannot be lifted.",
         )
-    row = lock_address(session, change.organization_id, change.address)
+    if not change.set:
+        # Nothing to clear on an address never seen: no row is created for it
+        # (every inbound text clears the bounce flag of its sender).
+        known = history.find_address(
+            session, change.organization_id, change.address.value, lock=True
+        )
+        if known is None:
+            return Outcome()
+        row = known
+    else:
+        row = lock_address(session, change.organization_id, change.address)
     current = session.get(FlagState, (row.id, change.flag))
     was_set = current is not None and current.is_set
     if was_set == change.set:
@@ -223,15 +233,7 @@ def load_structure(session: Session, organization_id: int) -> Structure:
 
 def lock_address(session: Session, organization_id: int, address: Address) -> ContactAddress:
     """The address's row, created if new, locked until the transaction ends."""
-    query = (
-        sa.select(ContactAddress)
-        .where(
-            ContactAddress.organization_id == organization_id,
-            ContactAddress.value == address.value,
-        )
-        .with_for_update()
-    )
-    row = session.scalars(query).one_or_none()
+    row = history.find_address(session, organization_id, address.value, lock=True)
     if row is not None:
         return row
     # Two transactions may create the same address at once: insert-or-ignore.
@@ -253,7 +255,9 @@ def lock_address(session: Session, organization_id: int, address: Address) -> Co
     ).one_or_none()
     if created is not None:
         return created
-    return session.scalars(query.execution_options(populate_existing=True)).one()
+    row = history.find_address(session, organization_id, address.value, lock=True)
+    assert row is not None  # the other transaction committed it
+    return row
 
 
 # -- validation ----------------------------------------------------------------------

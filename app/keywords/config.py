@@ -690,11 +690,8 @@ class _Reader:
         In an override, only what the override itself writes is reported: the
         defaults it inherits were checked as the defaults.
         """
-        inherited = (
-            set()
-            if rules is defaults
-            else {id(k) for k in _all_keywords(defaults)} - {id(k) for k in _own(rules, defaults)}
-        )
+        # In an override, keyword objects it shares with the defaults are inherited.
+        inherited = set() if rules is defaults else {id(k) for k in _all_keywords(defaults)}
         places: dict[str, tuple[str, int, str, int]] = {}
         compliance: dict[str, str] = {}
         for kind in REQUIRED:
@@ -849,12 +846,6 @@ _NO_TOPIC_REPLIES = TopicReplies("", "", "")
 def _all_keywords(rules: Rules) -> list[Keyword]:
     found = [k for kind in REQUIRED for k in getattr(rules, kind).keywords]
     return found + [k for responder in rules.responders.values() for k in responder.keywords]
-
-
-def _own(rules: Rules, defaults: Rules) -> list[Keyword]:
-    """Keywords an override writes itself (not inherited from the defaults)."""
-    inherited = {id(k) for k in _all_keywords(defaults)}
-    return [k for k in _all_keywords(rules) if id(k) not in inherited]
 
 
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

@@ -7,6 +7,7 @@ To add one: copy twilio.py and its test table, implement the Provider protocol
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 
 from app.errors import NotFound
 from app.providers.base import Provider
@@ -27,8 +28,9 @@ def configuration_warnings(settings: Settings) -> list[str]:
     ]
 
 
+@cache
 def get_provider(name: str, settings: Settings) -> Provider:
-    """The adapter called ``name``, built from settings.
+    """The adapter called ``name``, built once per settings and reused (its API client too).
 
     Raises:
         NotFound: no such provider (naming the ones there are).

@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.addresses import normalize
-from app.consent import history
+from app.consent import history, ledger
 from app.consent.values import Channel, Flag, Scope, Source, Status
 from app.errors import ConsentRefused, InvalidChange
 from app.lines import add_line
@@ -432,3 +432,13 @@ def test_a_refused_topic_opt_in_says_which_topic_and_how_to_restart_it(world: Wo
         "only the contact can opt back in, by texting START and the price_drop keyword "
         "to +14155550101."
     )
+
+
+def test_clearing_a_flag_of_a_number_never_seen_creates_nothing(world: World) -> None:
+    stranger = normalize("+14155550177")
+    outcome = ledger.set_flag(
+        world.session,
+        ledger.FlagChange(world.org.id, stranger, Flag.BOUNCED, False, SYSTEM, "inbound message"),
+    )
+    assert not outcome.changed
+    assert history.find_address(world.session, world.org.id, stranger.value) is None

@@ -23,6 +23,7 @@ from app.consent.values import Flag, Source
 from app.db import Database
 from app.models import (
     ConsentEvent,
+    ContactAddress,
     Direction,
     Line,
     LineGroup,
@@ -595,3 +596,20 @@ def test_a_missing_auth_token_is_said_at_start(
         app = create_app(settings)
     assert "TWILIO_AUTH_TOKEN is not set: Twilio webhooks will be refused (403)" in caplog.text
     app.extensions["optgate.database"].dispose()
+
+
+def test_a_text_that_changes_no_consent_leaves_no_consent_trace(twilio: Twilio) -> None:
+    # Every inbound text clears its sender's bounce flag; for a number we never
+    # knew that must not write anything on the webhook's path.
+    assert reply_of(twilio.text("What time do you open on Saturday?")) is None
+    assert (twilio.count(ContactAddress), twilio.count(ConsentEvent)) == (0, 0)
+    assert twilio.count(Message) == 1
+
+
+def test_a_provider_adapter_is_built_once_and_reused(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from app.providers import get_provider
+
+    settings = make_settings()
+    assert get_provider("twilio", settings) is get_provider("twilio", settings)
