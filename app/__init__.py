@@ -14,6 +14,9 @@ from app.settings import Settings, configure_logging
 
 log = logging.getLogger("optgate")
 
+#: The largest request body accepted.
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
+
 
 def create_app(settings: Settings | None = None) -> Flask:
     """The Flask application.
@@ -29,6 +32,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings)
     app = Flask(__name__)
     app.config["JSON_SORT_KEYS"] = False
+    # A campaign of a few hundred thousand numbers fits; anything larger is refused (413).
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.extensions["optgate.settings"] = settings
     app.extensions["optgate.database"] = Database(settings.database_url)
     # A service does not start without good keyword rules (ConfigError names

@@ -17,6 +17,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
@@ -29,6 +30,7 @@ __all__ = [
     "is_valid_phone",
     "normalize",
     "normalize_line",
+    "sms_recipient",
 ]
 
 
@@ -100,6 +102,44 @@ def is_valid_phone(value: str) -> bool:
         return bool(phonenumbers.is_valid_number(phonenumbers.parse(value, None)))
     except NumberParseException:
         return False
+
+
+#: Already-canonical NANP numbers (+1, area code and exchange not starting 0/1):
+#: normalize() would return them unchanged, so a campaign of millions skips it.
+_CANONICAL_NANP = re.compile(r"\+1[2-9]\d\d[2-9]\d{6}")
+
+
+def sms_recipient(raw: str, default_region: str = "US") -> str:
+    """The E.164 number a text to ``raw`` goes to.
+
+    Raises:
+        InvalidAddress: ``raw`` is not a phone number, or not one its country's
+            numbering plan has (texts cannot reach it).
+    """
+    text = raw.strip()
+    if _CANONICAL_NANP.fullmatch(text):
+        valid, value = _nanp_exchange_is_valid(text[:8]), text
+    else:
+        address = normalize(raw, default_region)
+        if address.kind is not AddressKind.PHONE:
+            what = "an email address" if address.kind is AddressKind.EMAIL else "a short code"
+            raise InvalidAddress(raw, f"texts go to phone numbers, and this is {what}")
+        valid, value = is_valid_phone(address.value), address.value
+    if not valid:
+        raise InvalidAddress(raw, "no such number in its country's numbering plan")
+    return value
+
+
+@cache
+def _nanp_exchange_is_valid(prefix: str) -> bool:
+    """Whether numbers of the NANP exchange ``+1NPANXX`` are valid.
+
+    phonenumbers' NANP patterns decide validity on the area code and exchange
+    alone (the last four digits are always \\d{4}); tests/test_addresses.py
+    checks that against sampled numbers. Caching per exchange makes the check
+    of a million-number campaign take a second instead of a minute.
+    """
+    return is_valid_phone(prefix + "0000")
 
 
 def _phone(raw: str, text: str, default_region: str) -> str:

@@ -10,6 +10,8 @@ message on one line and exits 1; the web layer turns it into a JSON 4xx.
     ├── InvalidAddress     a phone number, short code or email we cannot normalise
     ├── InvalidChange      a consent change that does not make sense (wrong channel for
     │                      the address, unknown scope, ...)
+    ├── InvalidMessage     a message or campaign that cannot be queued (empty body,
+    │                      unknown kind or topic, a time without a zone, ...)
     ├── NotFound           a line, organisation or address that does not exist
     ├── Conflict           the thing exists already, differently
     └── ConsentRefused     the consent rules forbid the change (HTTP 409); `hint` says
@@ -47,10 +49,15 @@ class InvalidAddress(OptgateError):
     def __init__(self, raw: str, why: str) -> None:
         super().__init__(f"{raw!r} is not a valid address: {why}")
         self.raw = raw
+        self.why = why
 
 
 class InvalidChange(OptgateError):
     """A consent change whose parts do not fit together."""
+
+
+class InvalidMessage(OptgateError):
+    """A message or campaign that cannot be queued as asked."""
 
 
 class NotFound(OptgateError):

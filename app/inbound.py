@@ -48,6 +48,9 @@ class Handled:
     intent: Intent | None = None
     #: History events the text caused.
     events: int = 0
+    #: (organization id, address) that the text opted out of something: the
+    #: answer waits for hand-offs in flight to it (app/handoff.py).
+    opted_out: tuple[int, str] | None = None
 
 
 def handle(
@@ -81,14 +84,15 @@ def handle(
         session.flush()
         return Handled(message.id, None, False, intent)
 
-    events = _apply_consent(session, text, intent, matcher, line, message, sender)
+    events, opted_out = _apply_consent(session, text, intent, matcher, line, message, sender)
     events += _clear_bounce(session, line, sender, message)
     short_code = line_address.kind is AddressKind.SHORT_CODE
     message.reply = _reply(
         session, provider, text, intent, matcher, line, group_name, short_code, sender, settings
     )
     session.flush()
-    return Handled(message.id, message.reply, False, intent, events)
+    fence = (line.organization_id, sender.value) if opted_out else None
+    return Handled(message.id, message.reply, False, intent, events, fence)
 
 
 def _record(
@@ -163,7 +167,8 @@ def _apply_consent(
     line: Line,
     message: Message,
     sender: Address,
-) -> int:
+) -> tuple[int, bool]:
+    """Apply the text's consent changes: (history events written, whether any opted out)."""
     # The provider acted on a default keyword (Twilio's OptOutType): that is the
     # state at the carrier, recorded as such whatever our own reading says.
     changes: list[tuple[Status, str | None, Source]]
@@ -174,8 +179,8 @@ def _apply_consent(
         topics = intent.topics if by_topic else (None,)
         changes = [(status, topic, Source.KEYWORD) for topic in topics]
     else:
-        return 0
-    events = 0
+        return 0, False
+    events, opted_out = 0, False
     for status, topic, source in changes:
         outcome = ledger.apply(
             session,
@@ -194,7 +199,8 @@ def _apply_consent(
             ),
         )
         events += len(outcome.events)
-    return events
+        opted_out = opted_out or (status is Status.OPTED_OUT and outcome.changed)
+    return events, opted_out
 
 
 def _clear_bounce(session: Session, line: Line, sender: Address, message: Message) -> int:

@@ -253,6 +253,31 @@ class MessageStatus(StrEnum):
     BLOCKED = "blocked"
 
 
+class Campaign(Base):
+    """One body sent to a list of recipients; its messages carry its id."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id"))
+    line_id: Mapped[int] = mapped_column(sa.ForeignKey("lines.id"))
+    name: Mapped[str | None] = mapped_column(sa.String(200))
+    body: Mapped[str] = mapped_column(sa.Text)
+    kind: Mapped[MessageKind] = mapped_column(_enum(MessageKind))
+    topic: Mapped[str | None] = mapped_column(sa.String(64))
+    require_opt_in: Mapped[bool] = mapped_column(default=False)
+    #: Who asked for it (an API token's name, "cli", a job's name).
+    created_by: Mapped[str] = mapped_column(sa.String(200))
+    #: Recipients read so far, and how many of them were not valid addresses.
+    recipients: Mapped[int] = mapped_column(default=0)
+    invalid: Mapped[int] = mapped_column(default=0)
+    #: The first invalid rows (row number, value, why), for the report.
+    invalid_rows: Mapped[list[Any] | None] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Set when every recipient is queued; until then the campaign is still loading.
+    enqueued_at: Mapped[datetime | None]
+
+
 class Message(Base):
     """An inbound or outbound text."""
 
@@ -261,6 +286,9 @@ class Message(Base):
         # A retried webhook carries the same provider id: one row, one effect.
         sa.UniqueConstraint("provider", "provider_message_id"),
         sa.Index(None, "line_id", "address"),
+        # The STOP webhook's wait for hand-offs in flight (app/handoff.py) and
+        # the bounce count look messages up by recipient.
+        sa.Index(None, "organization_id", "address"),
     )
 
     id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True)
@@ -286,6 +314,16 @@ class Message(Base):
     reply: Mapped[str | None] = mapped_column(sa.Text)
     #: Provider details worth keeping (NumMedia, OptOutType, MessagingServiceSid, ...).
     meta: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    #: Outbound: the campaign it belongs to.
+    campaign_id: Mapped[int | None] = mapped_column(sa.ForeignKey("campaigns.id"), index=True)
+    #: Outbound marketing: send only to recipients who opted in (R7).
+    require_opt_in: Mapped[bool] = mapped_column(default=False)
+    #: Outbound: not to be sent before (a schedule, quiet hours, a retry's backoff).
+    send_at: Mapped[datetime | None]
+    #: Outbound: when a worker claimed it (status ``sending``).
+    claimed_at: Mapped[datetime | None]
+    #: Outbound: hand-offs tried that the provider refused for a passing reason.
+    attempts: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None]

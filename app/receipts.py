@@ -22,6 +22,7 @@ from app.addresses import normalize
 from app.consent import ledger
 from app.consent.values import Channel, Flag, Scope, Source, Status
 from app.errors import InvalidAddress
+from app.handoff import INTERRUPTED
 from app.models import Direction, Line, Message, MessageStatus, Receipt, utcnow
 from app.providers.base import DeliveryStatus, ErrorClass, ErrorEffect, Provider, StatusUpdate
 
@@ -53,8 +54,16 @@ class Recorded:
     effect: str | None = None
 
 
-def handle(session: Session, provider: Provider, update: StatusUpdate) -> Recorded:
-    """Apply one receipt, in the caller's transaction."""
+def handle(
+    session: Session, provider: Provider, update: StatusUpdate, our_id: int | None = None
+) -> Recorded:
+    """Apply one receipt, in the caller's transaction.
+
+    Args:
+        our_id: our message id, from the status-callback URL we gave the
+            provider. It finds a message whose hand-off was cut off before the
+            provider's id was recorded: the receipt proves the provider took it.
+    """
     receipt = Receipt(
         provider=provider.name,
         provider_message_id=update.message_id,
@@ -76,15 +85,34 @@ def handle(session: Session, provider: Provider, update: StatusUpdate) -> Record
         )
         .with_for_update()
     ).one_or_none()
+    if message is None and our_id is not None:
+        message = _unrecorded_hand_off(session, provider, our_id, update.message_id)
     if message is None:
         return Recorded(duplicate=False)
     receipt.message_id = message.id
     advanced = _advance(message, update)
     effect = None
     if update.status in (DeliveryStatus.UNDELIVERED, DeliveryStatus.FAILED) and update.error_code:
-        effect = _apply_error(session, provider, message, update.error_code)
+        effect = apply_error(session, provider, message, update.error_code)
     session.flush()
     return Recorded(False, message.id, advanced, effect)
+
+
+def _unrecorded_hand_off(
+    session: Session, provider: Provider, message_id: int, provider_message_id: str
+) -> Message | None:
+    message = session.scalars(
+        sa.select(Message)
+        .where(
+            Message.id == message_id,
+            Message.direction == Direction.OUTBOUND,
+            Message.provider_message_id.is_(None),
+        )
+        .with_for_update()
+    ).one_or_none()
+    if message is not None:
+        message.provider, message.provider_message_id = provider.name, provider_message_id
+    return message
 
 
 def _advance(message: Message, update: StatusUpdate) -> bool:
@@ -92,6 +120,10 @@ def _advance(message: Message, update: StatusUpdate) -> bool:
         return False  # a status we do not track; the receipt is kept
     new = MessageStatus(update.status.value)
     current = message.status
+    interrupted = current is MessageStatus.FAILED and message.error_code == INTERRUPTED
+    if interrupted:
+        # Settled as "interrupted" (outcome unknown); the provider says it has it.
+        current = MessageStatus.SENDING
     if current not in RANK:
         return False  # blocked or not ours to move (never handed to the provider)
     if current in FINAL and new in FINAL:
@@ -100,13 +132,17 @@ def _advance(message: Message, update: StatusUpdate) -> bool:
         return False
     if RANK[new] <= RANK[current]:
         return False
+    if interrupted:
+        message.error_code = None
     message.status = new
     if new in FAILURES and update.error_code:
         message.error_code = update.error_code
     return True
 
 
-def _apply_error(session: Session, provider: Provider, message: Message, code: str) -> str | None:
+def apply_error(session: Session, provider: Provider, message: Message, code: str) -> str | None:
+    """What a failure with ``code`` means for the recipient: a carrier opt-out in the
+    ledger ("opted_out"), a bounce flag ("bounced"), or nothing (None)."""
     effect = provider.error_effect(code)
     if effect.kind in (ErrorClass.SENDER, ErrorClass.UNKNOWN):
         return None

@@ -15,6 +15,8 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,12 +26,32 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from app.errors import SettingsError
+from app.quiet import Window
 
 #: Where the local SQLite database lives when OPTGATE_DATABASE_URL is unset.
 DEFAULT_DATABASE_URL = "sqlite:///var/optgate.sqlite3"
 
+#: Federal quiet hours (TCPA 64.1200(c)(1); COMPLIANCE.md 8.1).
+DEFAULT_QUIET_HOURS = Window(time(8, 0), time(21, 0))
+
 #: OPTGATE_REDIS_URL value meaning "no Redis: run jobs inside the web process".
 INLINE_REDIS = "inline"
+
+
+class Role(StrEnum):
+    """What an API token may do (see docs/api.md)."""
+
+    #: Send messages, read them, read consent, opt contacts out.
+    AGENT = "agent"
+    #: Everything an agent may, plus campaigns, opt-ins the rules allow, imports, exports.
+    MANAGER = "manager"
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    name: str
+    role: Role
+    secret: str = dataclasses.field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -50,6 +72,12 @@ class Settings:
     #: Automatic replies to one contact on one line, at most, per hour (responder-loop guard).
     reply_limit_per_hour: int = 5
     twilio_api_url: str | None = None
+    #: Bearer tokens of the HTTP API, each with a name and a role.
+    api_tokens: tuple[ApiToken, ...] = ()
+    #: When marketing may reach a recipient, in the recipient's time zone (None: any time).
+    quiet_hours: Window | None = DEFAULT_QUIET_HOURS
+    #: Provider calls one worker process makes at once.
+    send_concurrency: int = 16
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = dataclasses.field(default=None, repr=False)
 
@@ -220,6 +248,60 @@ def _auth_token(variable: str, raw: str) -> str:
     return raw
 
 
+#: A token's secret: long enough that guessing it is hopeless.
+_MIN_SECRET = 24
+
+
+def _api_tokens(variable: str, raw: str) -> tuple[ApiToken, ...]:
+    # Secrets are never echoed. A malformed entry may hold a secret in any of its
+    # parts (a bare secret, parts swapped), so it is named by its position only.
+    tokens: list[ApiToken] = []
+    for position, entry in enumerate(raw.split(","), start=1):
+        name, _, rest = entry.strip().partition(":")
+        role, _, secret = rest.partition(":")
+        role = role.strip().lower()
+        what = f"token {position}"
+        if not name or not role or not secret:
+            raise SettingsError(
+                variable,
+                f"{what}: expected NAME:ROLE:SECRET entries separated by commas, such as "
+                "campaigns:manager:<secret>",
+            )
+        if role not in {r.value for r in Role}:
+            raise SettingsError(
+                variable, f"{what}: expected the role agent or manager as its second part"
+            )
+        if len(secret) < _MIN_SECRET or not re.fullmatch(r"[A-Za-z0-9_\-.~+/=]+", secret):
+            raise SettingsError(
+                variable,
+                f"{what}: expected a secret of at least {_MIN_SECRET} letters, digits or -._~+/= "
+                "(e.g. from `python -c 'import secrets; print(secrets.token_urlsafe())'`)",
+            )
+        if any(token.name == name for token in tokens):
+            raise SettingsError(variable, f"{what}: the name {name!r} is used twice")
+        if any(token.secret == secret for token in tokens):
+            raise SettingsError(variable, f"{what}: its secret is the same as another token's")
+        tokens.append(ApiToken(name, Role(role), secret))
+    return tuple(tokens)
+
+
+def _quiet_hours(variable: str, raw: str) -> Window | None:
+    if raw.lower() == "off":
+        return None
+    try:
+        window = Window.parse(raw)
+    except ValueError as error:
+        raise SettingsError(
+            variable, f"{error}; expected HH:MM-HH:MM such as 08:00-21:00, or off"
+        ) from None
+    if window.start >= time(20, 0):
+        # Florida, Oklahoma and Maryland end at 20:00: such a window would leave them none.
+        raise SettingsError(
+            variable, f"{raw!r} starts at or after 20:00; expected an earlier start"
+        )
+    return window
+
+
 @dataclass(frozen=True)
 class Setting:
     variable: str
@@ -302,6 +384,27 @@ SETTINGS: tuple[Setting, ...] = (
         _base_url,
         "Base URL of the Twilio API (default Twilio's own); point it at a local stub or "
         "mock for tests.",
+    ),
+    Setting(
+        "OPTGATE_API_TOKENS",
+        "api_tokens",
+        _api_tokens,
+        "Bearer tokens of the HTTP API: `NAME:ROLE:SECRET` entries separated by commas, "
+        "ROLE `agent` or `manager` (see docs/api.md). Unset: the API answers 401.",
+    ),
+    Setting(
+        "OPTGATE_QUIET_HOURS",
+        "quiet_hours",
+        _quiet_hours,
+        "When marketing messages may arrive, in the recipient's local time (default "
+        "`08:00-21:00`; Florida, Oklahoma and Maryland numbers end at 20:00); outside it "
+        "they wait. `off` disables it.",
+    ),
+    Setting(
+        "OPTGATE_SEND_CONCURRENCY",
+        "send_concurrency",
+        _count(1, 256, "provider calls in flight per worker"),
+        "Provider calls one worker process makes at once (default 16).",
     ),
     Setting(
         "TWILIO_ACCOUNT_SID",

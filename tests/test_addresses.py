@@ -10,7 +10,14 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
-from app.addresses import Address, AddressKind, is_valid_phone, normalize, normalize_line
+from app.addresses import (
+    Address,
+    AddressKind,
+    is_valid_phone,
+    normalize,
+    normalize_line,
+    sms_recipient,
+)
 from app.errors import InvalidAddress
 
 PHONE = AddressKind.PHONE
@@ -383,3 +390,45 @@ def test_every_case_and_whitespace_variant_of_an_email_gives_the_same_key(
     invisible = data.draw(st.sampled_from(INVISIBLE))
     written = data.draw(WHITESPACE) + invisible + varied + data.draw(WHITESPACE)
     assert normalize(written) == normalize(email.upper()) == Address(email.lower(), EMAIL)
+
+
+# -- sms_recipient's fast path ------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(r"\+1[2-9]\d\d[2-9]\d{6}", fullmatch=True))
+def test_the_cached_nanp_check_agrees_with_phonenumbers(number: str) -> None:
+    # sms_recipient decides canonical NANP numbers by their exchange (+1NPANXX), cached;
+    # phonenumbers' patterns must not depend on the last four digits.
+    try:
+        fast: str | None = sms_recipient(number)
+    except InvalidAddress:
+        fast = None
+    assert fast == (number if is_valid_phone(number) else None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("+14155550123", "+14155550123"),
+        ("(415) 555-0123", "+14155550123"),
+        (" +44 20 7946 0958 ", "+442079460958"),
+    ],
+)
+def test_sms_recipient_gives_the_e164_number(raw: str, expected: str) -> None:
+    assert sms_recipient(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        ("a@example.com", "texts go to phone numbers, and this is an email address"),
+        ("12345", "texts go to phone numbers, and this is a short code"),
+        ("+12005550100", "no such number in its country's numbering plan"),
+        ("+447700900123", "no such number in its country's numbering plan"),
+    ],
+)
+def test_sms_recipient_refuses_what_cannot_receive_texts(raw: str, why: str) -> None:
+    with pytest.raises(InvalidAddress) as raised:
+        sms_recipient(raw)
+    assert raised.value.why == why

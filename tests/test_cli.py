@@ -308,3 +308,68 @@ def test_the_installed_command_prints_one_line_and_no_traceback(tmp_path: Path) 
         "error: there is no line +14155550101: add it first with "
         "`optgate lines add +14155550101` (a typo must not create a line)"
     ]
+
+
+# -- send and requeue ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def sending(
+    optgate: Run, monkeypatch: pytest.MonkeyPatch, redis_url: str, redis_client: Any
+) -> Run:
+    from tests.conftest import SHIPPED_KEYWORDS
+
+    monkeypatch.setenv("OPTGATE_REDIS_URL", redis_url)
+    monkeypatch.setenv("OPTGATE_KEYWORDS", str(SHIPPED_KEYWORDS))
+    assert optgate("lines", "add", "+14155550100").code == 0
+    return optgate
+
+
+def test_send_queues_a_message_and_says_its_id(
+    sending: Run, db: Database, redis_client: Any
+) -> None:
+    from rq import Queue
+
+    from app.models import Message
+
+    assert sending("send", "--line", "+14155550100", "--to", "(415) 555-0123",
+                   "--body", "Your order shipped").code == 0  # fmt: skip
+    assert sending.out == "queued message 1\n"
+    assert sending("send", "--line", "+14155550100", "--to", "+14155550124", "--body", "Sale",
+                   "--kind", "marketing", "--topic", "price_drop", "--json").code == 0  # fmt: skip
+    assert sending.json() == {"id": 2, "status": "queued"}
+    with db.sessions() as session:
+        rows = session.scalars(sa.select(Message).order_by(Message.id)).all()
+    assert [(m.address, m.kind, m.topic, m.status) for m in rows] == [
+        ("+14155550123", "transactional", None, "queued"),
+        ("+14155550124", "marketing", "price_drop", "queued"),
+    ]
+    assert len(Queue("outbound", connection=redis_client).get_jobs()) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--to", "+1415"], "'+1415' is not a valid address"),
+        (["--to", "+14155550123", "--line", "+14155550999"], "optgate lines add +14155550999"),
+        (["--to", "+14155550123", "--topic", "pricedrop"], "there is no topic 'pricedrop'"),
+        (["--to", "+14155550123", "--kind", "promo"], "Invalid value for '--kind'"),
+    ],
+)
+def test_send_refuses_what_can_never_be_sent_in_one_line(
+    sending: Run, args: list[str], message: str
+) -> None:
+    base = {"--line": "+14155550100", "--body": "Hi"}
+    for name, value in zip(args[::2], args[1::2], strict=True):
+        base[name] = value
+    argv = [item for pair in base.items() for item in pair]
+
+    assert sending("send", *argv).code == 1
+    assert message in sending.error_line
+
+
+def test_requeue_reports_what_it_did(sending: Run) -> None:
+    assert sending("requeue", "--older-than", "0").code == 0
+    assert sending.out == (
+        "enqueued 0 queued messages, scheduled 0 for later, settled 0 interrupted sends as failed\n"
+    )

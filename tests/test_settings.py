@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app.errors import SettingsError
-from app.settings import DEFAULT_DATABASE_URL, INLINE_REDIS, SETTINGS, Settings
+from app.quiet import Window
+from app.settings import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_QUIET_HOURS,
+    INLINE_REDIS,
+    SETTINGS,
+    ApiToken,
+    Role,
+    Settings,
+)
 
 SID = "AC" + "0123456789abcdef" * 2
 TOKEN = "fedcba9876543210" * 2
 TWILIO = {"TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": TOKEN}
+#: API token secrets: every character a secret may hold, and the shortest length allowed.
+SECRET = "Zq3-_x.~+/=0123456789abcdefgh"
+OTHER_SECRET = "0123456789abcdefghijklmn"
 
 
 def from_env(variable: str, value: str) -> Settings:
@@ -36,6 +49,9 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
     assert settings.log_level == "INFO"
     assert settings.twilio_account_sid is None
     assert settings.twilio_auth_token is None
+    assert settings.api_tokens == ()
+    assert settings.quiet_hours == DEFAULT_QUIET_HOURS == Window(time(8, 0), time(21, 0))
+    assert settings.send_concurrency == 16
 
 
 def test_it_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,6 +101,18 @@ VALID = [
     ("TWILIO_ACCOUNT_SID", SID.upper(), "twilio_account_sid", SID.upper()),
     ("TWILIO_AUTH_TOKEN", TOKEN, "twilio_auth_token", TOKEN),
     ("OPTGATE_DEFAULT_REGION", "  fr \n", "default_region", "FR"),
+    ("OPTGATE_API_TOKENS", f"ops:agent:{SECRET}", "api_tokens",
+     (ApiToken("ops", Role.AGENT, SECRET),)),
+    ("OPTGATE_API_TOKENS", f"ops:agent:{SECRET} , campaigns:manager:{OTHER_SECRET}",
+     "api_tokens",
+     (ApiToken("ops", Role.AGENT, SECRET), ApiToken("campaigns", Role.MANAGER, OTHER_SECRET))),
+    ("OPTGATE_QUIET_HOURS", "07:30-20:00", "quiet_hours", Window(time(7, 30), time(20, 0))),
+    ("OPTGATE_QUIET_HOURS", " 09:00 - 17:45 ", "quiet_hours", Window(time(9, 0), time(17, 45))),
+    ("OPTGATE_QUIET_HOURS", "off", "quiet_hours", None),
+    ("OPTGATE_QUIET_HOURS", "OFF", "quiet_hours", None),
+    ("OPTGATE_SEND_CONCURRENCY", "32", "send_concurrency", 32),
+    ("OPTGATE_SEND_CONCURRENCY", "1", "send_concurrency", 1),
+    ("OPTGATE_SEND_CONCURRENCY", "256", "send_concurrency", 256),
 ]  # fmt: skip
 
 
@@ -93,7 +121,7 @@ VALID = [
     VALID,
     ids=[f"{variable}={value.strip()[:30]}" for variable, value, *_ in VALID],
 )
-def test_it_takes_a_valid_value(variable: str, value: str, field: str, expected: str) -> None:
+def test_it_takes_a_valid_value(variable: str, value: str, field: str, expected: object) -> None:
     assert getattr(from_env(variable, value), field) == expected
 
 
@@ -130,7 +158,31 @@ WRONG = [
     ("TWILIO_ACCOUNT_SID", "AC" + "g" * 32, "AC followed by 32 hex digits"),
     ("TWILIO_AUTH_TOKEN", "hunter2", "32 hex digits"),
     ("TWILIO_AUTH_TOKEN", TOKEN + "0", "32 hex digits"),
-]
+    ("OPTGATE_API_TOKENS", "ops:agent", "token 1: expected NAME:ROLE:SECRET entries"),
+    ("OPTGATE_API_TOKENS", f"agent:{SECRET}", "token 1: expected NAME:ROLE:SECRET"),
+    ("OPTGATE_API_TOKENS", f":agent:{SECRET}", "token 1: expected NAME:ROLE:SECRET"),
+    ("OPTGATE_API_TOKENS", f"ops:agent:{SECRET},", "token 2: expected NAME:ROLE:SECRET"),
+    ("OPTGATE_API_TOKENS", f"ops:admin:{SECRET}",
+     "token 1: expected the role agent or manager as its second part"),
+    ("OPTGATE_API_TOKENS", "ops:agent:hunter2", "expected a secret of at least 24 letters"),
+    ("OPTGATE_API_TOKENS", f"ops:agent:{OTHER_SECRET[:-1]}",
+     "expected a secret of at least 24 letters"),
+    ("OPTGATE_API_TOKENS", "ops:agent:" + "p@ss" * 8, "expected a secret of at least 24 letters"),
+    ("OPTGATE_API_TOKENS", f"ops:agent:{SECRET},ops:manager:{OTHER_SECRET}",
+     "token 2: the name 'ops' is used twice"),
+    ("OPTGATE_API_TOKENS", f"ops:agent:{SECRET},campaigns:manager:{SECRET}",
+     "token 2: its secret is the same as another token's"),
+    ("OPTGATE_QUIET_HOURS", "8-21", "'8' is not a time of day such as 08:00"),
+    ("OPTGATE_QUIET_HOURS", "21:00-08:00", "'21:00-08:00' ends before it starts"),
+    ("OPTGATE_QUIET_HOURS", "25:00-26:00", "'25:00' is not a time of day such as 08:00"),
+    ("OPTGATE_QUIET_HOURS", "08:00", "has no '-' between the start and the end"),
+    ("OPTGATE_QUIET_HOURS", "09:00-09:00", "ends before it starts"),
+    ("OPTGATE_QUIET_HOURS", "always", "expected HH:MM-HH:MM such as 08:00-21:00, or off"),
+    ("OPTGATE_SEND_CONCURRENCY", "0", "a whole number from 1 to 256"),
+    ("OPTGATE_SEND_CONCURRENCY", "1000", "a whole number from 1 to 256"),
+    ("OPTGATE_SEND_CONCURRENCY", "x", "a whole number from 1 to 256"),
+    ("OPTGATE_SEND_CONCURRENCY", "-4", "a whole number from 1 to 256"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -173,6 +225,49 @@ def test_a_database_url_error_does_not_echo_the_password() -> None:
 
 def test_the_auth_token_is_not_in_the_repr_of_settings() -> None:
     assert TOKEN not in repr(Settings.from_env(TWILIO))
+
+
+# -- API tokens: secrets are never echoed -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"ops:agent:{SECRET}x!",
+        f"ops:agent:{SECRET[:20]}",
+        f"ops:admin:{SECRET}",
+        f"ops:agent:{SECRET},ops:manager:{OTHER_SECRET}",
+        f"ops:agent:{SECRET},campaigns:manager:{SECRET}",
+        f"ops:agent:{OTHER_SECRET},campaigns:{SECRET}",
+        SECRET,
+        f"ops:{SECRET}:agent",
+    ],
+    ids=[
+        "bad-character",
+        "short",
+        "unknown-role",
+        "duplicate-name",
+        "duplicate-secret",
+        "missing-role",
+        "bare-secret",
+        "secret-and-role-swapped",
+    ],
+)
+def test_a_wrong_api_token_never_echoes_a_secret(value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        from_env("OPTGATE_API_TOKENS", value)
+    for secret in (SECRET, SECRET[:20], OTHER_SECRET):
+        assert secret not in str(caught.value)
+        assert secret not in repr(caught.value)
+
+
+def test_api_token_secrets_are_not_in_the_repr_of_settings() -> None:
+    settings = Settings.from_env(
+        {"OPTGATE_API_TOKENS": f"ops:agent:{SECRET},campaigns:manager:{OTHER_SECRET}"}
+    )
+    assert SECRET not in repr(settings)
+    assert OTHER_SECRET not in repr(settings)
+    assert "ops" in repr(settings)
 
 
 # -- Twilio credentials come in pairs ---------------------------------------------------
@@ -253,9 +348,17 @@ def test_replace_rejects_a_wrong_value_like_the_environment_does(
 
 def test_replace_reads_values_like_the_environment_does() -> None:
     settings = Settings().replace(
-        default_region="gb", log_level="debug", database_url="postgres://u:p@h/db"
+        default_region="gb",
+        log_level="debug",
+        database_url="postgres://u:p@h/db",
+        api_tokens=f"ops:manager:{SECRET}",
+        quiet_hours="off",
+        send_concurrency="4",
     )
     assert settings.default_region == "GB"
+    assert settings.api_tokens == (ApiToken("ops", Role.MANAGER, SECRET),)
+    assert settings.quiet_hours is None
+    assert settings.send_concurrency == 4
     assert settings.log_level == "DEBUG"
     assert settings.database_url == "postgresql+psycopg://u:p@h/db"
 

@@ -53,7 +53,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from app.cli import consent, db, keywords, lines, run
+    from app.cli import consent, db, keywords, lines, outbound, run
 
     cli.add_command(db.db)
     cli.add_command(lines.lines)
@@ -62,6 +62,8 @@ def _register() -> None:
     cli.add_command(run.web)
     cli.add_command(run.worker)
     cli.add_command(run.dev)
+    cli.add_command(outbound.send)
+    cli.add_command(outbound.requeue)
 
 
 _register()

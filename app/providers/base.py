@@ -130,12 +130,24 @@ class ProviderError(Exception):
         permanent: retrying the same request will fail again (invalid number,
             opted out); otherwise it is worth retrying (network, 429, 5xx).
         code: the provider's error code, when it gave one.
+        maybe_sent: the request may have reached the provider, which may have
+            taken the message (the answer timed out, the connection dropped
+            after the request went out). Retrying could send it twice, so such
+            a message is never retried (at most once; see app/handoff.py).
     """
 
-    def __init__(self, message: str, *, permanent: bool, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        code: str | None = None,
+        maybe_sent: bool = False,
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.code = code
+        self.maybe_sent = maybe_sent
 
 
 class Provider(Protocol):

@@ -16,14 +16,19 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
+from requests.adapters import HTTPAdapter
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import ConnectTimeout
 from ruamel.yaml import YAML
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 from twilio.rest import Client
 from twilio.twiml.messaging_response import MessagingResponse
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from werkzeug.datastructures import MultiDict
 
+from app.handoff import CONNECT_TIMEOUT
 from app.keywords.text import key
 from app.providers.base import (
     DeliveryStatus,
@@ -70,7 +75,7 @@ _STATUSES = {
 #: Fields kept with an inbound message (besides the ones parsed out).
 _KEPT = ("AccountSid", "NumSegments", "NumMedia", "OptOutType", "FromCountry", "ToCountry")
 
-#: Seconds a send may take before it counts as a transient failure.
+#: Seconds Twilio may take to answer a send; then its outcome is unknown.
 SEND_TIMEOUT = 15
 
 
@@ -166,9 +171,15 @@ class TwilioProvider:
         )
 
     def configuration_warnings(self) -> list[str]:
+        warnings = []
         if self._settings.verify_signatures and not self._settings.twilio_auth_token:
-            return ["TWILIO_AUTH_TOKEN is not set: Twilio webhooks will be refused (403)"]
-        return []
+            warnings.append("TWILIO_AUTH_TOKEN is not set: Twilio webhooks will be refused (403)")
+        if not self._settings.public_url:
+            warnings.append(
+                "OPTGATE_PUBLIC_URL is not set: sends ask Twilio for no status callbacks, so "
+                "there are no delivery receipts and no bounce detection"
+            )
+        return warnings
 
     def error_effect(self, code: str) -> ErrorEffect:
         return ERROR_CODES.get(code) or ErrorEffect(ErrorClass.UNKNOWN, f"Twilio error {code}")
@@ -191,11 +202,16 @@ class TwilioProvider:
                 "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set: cannot send",
                 permanent=True,
             )
-        client = Client(
-            settings.twilio_account_sid,
-            settings.twilio_auth_token,
-            http_client=TwilioHttpClient(timeout=SEND_TIMEOUT),
-        )
+        http = TwilioHttpClient(timeout=SEND_TIMEOUT)
+        # requests takes (connect, read): the connect bound is part of the hand-off
+        # protocol (app/handoff.py); the constructor only takes one number.
+        http.timeout = (CONNECT_TIMEOUT, SEND_TIMEOUT)
+        # One keep-alive connection per concurrent send (requests keeps 10 by default).
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=settings.send_concurrency)
+        assert http.session is not None
+        http.session.mount("https://", adapter)
+        http.session.mount("http://", adapter)
+        client = Client(settings.twilio_account_sid, settings.twilio_auth_token, http_client=http)
         if settings.twilio_api_url:
             client.api.base_url = settings.twilio_api_url
         return client
@@ -233,9 +249,31 @@ class TwilioProvider:
                 permanent=not transient,
                 code=code,
             ) from None
-        except (TwilioException, OSError) as error:
+        except (ConnectTimeout, ConnectionRefusedError) as error:
             raise ProviderError(f"Twilio could not be reached: {error}", permanent=False) from None
+        except RequestsConnectionError as error:
+            # Refused or unresolvable before a byte was sent: safe to retry. A
+            # connection dropped after the request went out: Twilio may have it.
+            refused = _never_connected(error)
+            raise ProviderError(
+                f"Twilio could not be reached: {error}"
+                if refused
+                else f"the connection to Twilio broke during the send: {error}",
+                permanent=False,
+                maybe_sent=not refused,
+            ) from None
+        except (TwilioException, OSError) as error:
+            raise ProviderError(
+                f"Twilio did not answer the send: {error}", permanent=False, maybe_sent=True
+            ) from None
         return str(created.sid)
+
+
+def _never_connected(error: RequestsConnectionError) -> bool:
+    """Whether the connection failed before any request was written."""
+    reason = error.args[0] if error.args else None
+    reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps it
+    return isinstance(reason, NewConnectionError | ConnectTimeoutError)
 
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")

@@ -44,9 +44,10 @@ def _close_session(_error: BaseException | None) -> None:
 
 
 def init_app(app: Flask) -> None:
-    from app.web import errors, health, webhooks
+    from app.web import api, errors, health, webhooks
 
     app.teardown_appcontext(_close_session)
     errors.init_app(app)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(webhooks.blueprint)
+    api.init_app(app)

@@ -23,9 +23,14 @@ def _optgate_error(error: OptgateError) -> ResponseReturnValue:
 
 
 def _http_error(error: HTTPException) -> ResponseReturnValue:
-    return jsonify(
+    response = jsonify(
         {"error": error.name.replace(" ", ""), "message": error.description or error.name}
-    ), error.code or 500
+    )
+    # Keep what the error says besides its body (WWW-Authenticate on a 401, Allow on a 405).
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response, error.code or 500
 
 
 def _database_unavailable(error: OperationalError) -> ResponseReturnValue:

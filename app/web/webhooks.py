@@ -17,11 +17,11 @@ from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import BadRequest, Forbidden
 
-from app import inbound, receipts
+from app import handoff, inbound, receipts
 from app.providers import get_provider
 from app.providers.base import MalformedWebhook, Provider, WebhookRequest
 from app.settings import Settings
-from app.web import keywords, session, settings
+from app.web import database, keywords, session, settings
 
 log = logging.getLogger("optgate.webhooks")
 T = TypeVar("T")
@@ -40,6 +40,10 @@ def messages(provider_name: str) -> ResponseReturnValue:
     db = session()
     with db.begin():
         handled = inbound.handle(db, provider, text, keywords().matcher, settings())
+    if handled.opted_out:
+        # Committed; before it is answered, no message to the number may still be
+        # on its way to the provider (DESIGN.md rule 2, app/handoff.py).
+        handoff.wait_for_hand_offs(database().sessions, *handled.opted_out)
     reply = provider.render_reply(handled.reply)
     return Response(reply.body, content_type=reply.content_type)
 
@@ -52,9 +56,20 @@ def status(provider_name: str) -> ResponseReturnValue:
     update = _parse(lambda: provider.parse_status(signed))
     db = session()
     with db.begin():
-        receipts.handle(db, provider, update)
+        receipts.handle(db, provider, update, our_id=_our_message_id())
     # 200 with nothing in it: the provider ignores the body, and any 2xx stops its retries.
     return Response("", status=200, content_type="text/plain")
+
+
+def _our_message_id() -> int | None:
+    """The message id our status-callback URL carries (``?message=42``), if any.
+
+    It is part of the signed URL, so the provider vouches for it; it ties a
+    receipt to a message whose hand-off was cut off before the provider's id
+    was recorded (see workers/outbound.py).
+    """
+    raw = request.args.get("message", "")
+    return int(raw) if raw.isdigit() and len(raw) < 19 else None
 
 
 def _provider(name: str) -> Provider:

@@ -1,0 +1,125 @@
+"""The hand-off protocol: how a worker and a STOP agree that nothing leaves after the STOP.
+
+DESIGN.md rule 2: once a STOP webhook is answered, no message to that number
+may reach the provider. A worker that read the consent a moment before the
+STOP committed could still be handing its message over after the STOP was
+answered. The database closes that race; no lock server is involved.
+
+The worker, for each message:
+  1. **claims** it: ``queued`` → ``sending`` in its own committed transaction
+     (only one worker can; ``claim``);
+  2. reads the recipient's consent in a *new* transaction, and decides;
+  3. starts the provider call within ``DECISION_TTL`` seconds of starting that
+     read (else it reads again: a decision older than that is stale), with a
+     connection timeout of ``CONNECT_TIMEOUT``;
+  4. records the outcome, which moves the message out of ``sending``.
+
+The webhook, after committing an opt-out and before answering, **waits**
+(``wait_for_hand_offs``) while a message to that address in that organisation
+is ``sending``, for at most ``FENCE_WAIT`` seconds of its own clock.
+
+Why that is enough: take a worker whose read (step 2) came before the STOP's
+commit. Its claim committed before the read, so before the STOP, so the
+webhook's wait sees the message ``sending`` and waits until it leaves that
+state — or until ``FENCE_WAIT`` has passed since it first looked, by which
+time the provider call began (step 3: at most ``DECISION_TTL`` after the read)
+and its request reached the provider (at most ``CONNECT_TIMEOUT`` later). A
+worker whose read came after the STOP's commit sees the STOP and blocks the
+message. Either way, nothing reaches the provider after the answer.
+
+The STOP is never held hostage: it is committed first, and the wait is bounded.
+A message left ``sending`` by a worker killed mid-call (outcome unknown, never
+resent: at most once) delays a STOP to the same number by ``FENCE_WAIT`` at
+most, until ``optgate requeue`` settles it as ``interrupted``; rows claimed
+longer ago than ``STALE_AFTER`` are not waited for at all.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from app.models import Direction, Message, MessageStatus, utcnow
+
+#: Seconds a send decision stays good; older, the worker reads the consent again.
+DECISION_TTL = 2.0
+#: Seconds the provider connection may take to open before the call is abandoned.
+CONNECT_TIMEOUT = 3.0
+#: Seconds a webhook waits, at most, for hand-offs in flight after an opt-out.
+FENCE_WAIT = DECISION_TTL + CONNECT_TIMEOUT + 1.0
+#: A message ``sending`` for longer was left by a worker that died (see requeue).
+STALE_AFTER = timedelta(minutes=5)
+#: How often the waiting webhook looks again.
+_POLL = 0.01
+
+#: The error code of a message whose hand-off was cut off: outcome unknown, not resent.
+INTERRUPTED = "interrupted"
+
+
+def claim(session: Session, message_id: int, now: datetime | None = None) -> bool:
+    """Move one due message from ``queued`` to ``sending``; whether this caller won it.
+
+    The caller commits right away (step 1 above): the consent read that
+    follows must come after the claim is visible to every webhook.
+    """
+    now = now or utcnow()
+    result = session.execute(
+        sa.update(Message)
+        .where(
+            Message.id == message_id,
+            Message.status == MessageStatus.QUEUED,
+            sa.or_(Message.send_at.is_(None), Message.send_at <= now),
+        )
+        .values(status=MessageStatus.SENDING, claimed_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def in_flight(session: Session, organization_id: int, address: str) -> list[int]:
+    """Messages to ``address`` that a worker may be handing to the provider now."""
+    since = utcnow() - STALE_AFTER
+    return list(
+        session.scalars(
+            sa.select(Message.id).where(
+                Message.organization_id == organization_id,
+                Message.address == address,
+                Message.direction == Direction.OUTBOUND,
+                Message.status == MessageStatus.SENDING,
+                Message.claimed_at >= since,
+            )
+        )
+    )
+
+
+def wait_for_hand_offs(
+    sessions: Callable[[], Session],
+    organization_id: int,
+    address: str,
+    *,
+    wait: float | None = None,
+) -> int:
+    """After an opt-out committed: wait until no hand-off to ``address`` is in flight.
+
+    Args:
+        sessions: makes a session; each look is its own short transaction, so
+            it sees what workers commit meanwhile.
+        wait: the most seconds to wait (default ``FENCE_WAIT``; see the module's proof).
+
+    Returns:
+        How many messages were in flight at the first look (0: no wait).
+    """
+    deadline = time.monotonic() + (FENCE_WAIT if wait is None else wait)
+    first: int | None = None
+    while True:
+        with sessions() as session:
+            pending = in_flight(session, organization_id, address)
+        if first is None:
+            first = len(pending)
+        if not pending or time.monotonic() >= deadline:
+            return first
+        time.sleep(_POLL)

@@ -1,0 +1,193 @@
+"""Outbound throughput: messages per second through the gate into a provider that
+answers after 50 ms, and the time to enqueue a campaign of a million recipients.
+
+Cases, all against PostgreSQL and Redis on this host, with the local Twilio stub
+(tests/twilio_stub.py) answering every send after ``--latency`` seconds:
+
+- baseline (provider bound): the same twilio client, the same concurrency, sends
+  straight from a thread pool — no queue, no database, no gate. The ceiling.
+- gated, 1 and 2 workers: a campaign of ``--messages`` enqueued, then that many
+  ``optgate worker --burst`` processes; the rate is counted at the stub, from
+  its first send to its last (worker start-up excluded).
+- enqueue: ``enqueue_campaign`` of ``--recipients`` numbers (check, bulk insert,
+  jobs), against its baseline, a bare bulk insert of as many rows.
+
+Usage: python bench/outbound.py [--messages 4000] [--recipients 1000000] [--postgres URL]
+       [--redis URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from app import migrate
+from app.addresses import normalize_line
+from app.db import Database
+from app.lines import add_line, get_or_create_organization
+from app.models import Direction, Message, MessageKind, MessageStatus
+from app.providers.base import Outgoing
+from app.providers.twilio import TwilioProvider
+from app.settings import Settings
+from tests.conftest import SHIPPED_KEYWORDS, TWILIO_SID, TWILIO_TOKEN, free_port
+from tests.twilio_stub import running_stub
+from workers.queue import Outbox
+
+LINE = "+14155550100"
+OPTGATE = str(Path(sys.executable).parent / "optgate")
+
+
+def numbers(count: int, start: int = 0) -> list[str]:
+    # +1 415 2xx-xxxx: valid, distinct, canonical.
+    return [f"+1415{2000000 + n:07d}" for n in range(start, start + count)]
+
+
+def baseline_rate(settings: Settings, count: int, concurrency: int) -> float:
+    provider = TwilioProvider(settings.replace(send_concurrency=concurrency))
+    outgoing = [Outgoing(LINE, to, "Hello") for to in numbers(count, 5_000_000)]
+    provider.send(outgoing[0])  # connect once, as a running worker has
+    began = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(provider.send, outgoing))
+    return count / (time.perf_counter() - began)
+
+
+def gated_rate(settings: Settings, stub_received: list, count: int, workers: int) -> float:
+    Outbox(settings).campaign(
+        LINE, numbers(count, workers * 1_000_000), "Hello", kind="transactional"
+    )
+    before = len(stub_received)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("OPTGATE_")},
+        "OPTGATE_DATABASE_URL": settings.database_url,
+        "OPTGATE_REDIS_URL": settings.redis_url,
+        "OPTGATE_TWILIO_API_URL": settings.twilio_api_url or "",
+        "OPTGATE_QUIET_HOURS": "off",
+        "OPTGATE_SEND_CONCURRENCY": str(settings.send_concurrency),
+        "OPTGATE_KEYWORDS": str(SHIPPED_KEYWORDS),
+        "OPTGATE_LOG_LEVEL": "WARNING",
+        "TWILIO_ACCOUNT_SID": TWILIO_SID,
+        "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+    }
+    processes = [
+        subprocess.Popen([OPTGATE, "worker", "--burst"], env=env, stderr=subprocess.DEVNULL)
+        for _ in range(workers)
+    ]
+    for process in processes:
+        if process.wait(600) != 0:
+            raise SystemExit("a worker failed")
+    arrivals = [seen.at for seen in stub_received[before:]]
+    if len(arrivals) != count:
+        raise SystemExit(f"expected {count} sends at the stub, saw {len(arrivals)}")
+    return count / (max(arrivals) - min(arrivals))
+
+
+def enqueue_time(settings: Settings, count: int) -> float:
+    outbox = Outbox(settings)
+    began = time.perf_counter()
+    report = outbox.campaign(LINE, (n for n in numbers(count, 20_000_000)), "Hello")
+    elapsed = time.perf_counter() - began
+    assert report.queued == count, report.queued
+    return elapsed
+
+
+def bare_insert_time(database: Database, count: int) -> float:
+    with database.transaction() as session:
+        line_id, org_id = session.execute(sa.text("SELECT id, organization_id FROM lines")).one()
+    began = time.perf_counter()
+    for start in range(0, count, 5_000):
+        rows = [
+            {"organization_id": org_id, "line_id": line_id, "direction": Direction.OUTBOUND,
+             "address": to, "body": "Hello", "kind": MessageKind.MARKETING,
+             "status": MessageStatus.QUEUED, "require_opt_in": False, "attempts": 0,
+             "needs_review": False}
+            for to in numbers(min(5_000, count - start), 40_000_000 + start)
+        ]  # fmt: skip
+        with database.transaction() as session:
+            session.execute(sa.insert(Message), rows)
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=4000)
+    parser.add_argument("--recipients", type=int, default=1_000_000)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get(
+            "OPTGATE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        ),
+    )
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    args = parser.parse_args()
+
+    admin = sa.create_engine(args.postgres, isolation_level="AUTOCOMMIT")
+    name = f"optgate_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
+    queue = redis.Redis.from_url(args.redis)
+    queue.flushdb()
+    try:
+        migrate.upgrade(url)
+        database = Database(url)
+        with database.transaction() as session:
+            add_line(session, normalize_line(LINE), get_or_create_organization(session, "bench"))
+        with running_stub(free_port(), delay=args.latency) as stub:
+            settings = Settings(keywords_path=SHIPPED_KEYWORDS).replace(
+                database_url=url,
+                redis_url=args.redis,
+                twilio_api_url=stub.url,
+                twilio_account_sid=TWILIO_SID,
+                twilio_auth_token=TWILIO_TOKEN,
+                quiet_hours="off",
+                send_concurrency=str(args.concurrency),
+            )
+            print(f"# {platform.node()} · {os.cpu_count()} CPU · Python {platform.python_version()}"
+                  f" · {datetime.now(UTC):%Y-%m-%d} · provider latency {args.latency * 1000:.0f} ms"
+                  f" · {args.concurrency} sends in flight per worker")  # fmt: skip
+            print("| case | messages/s | ratio to baseline |")
+            print("|---|---|---|")
+            for workers in (1, 2):
+                ceiling = baseline_rate(settings, args.messages, args.concurrency * workers)
+                gated = gated_rate(settings, stub.received, args.messages, workers)
+                print(f"| baseline: {args.concurrency * workers} sends in flight, no gate | "
+                      f"{ceiling:,.0f} | 1.00 |")  # fmt: skip
+                print(f"| gated: {workers} worker process{'es' if workers > 1 else ''} | "
+                      f"{gated:,.0f} | {gated / ceiling:.2f} |")  # fmt: skip
+        queue.flushdb()
+        bare = bare_insert_time(database, args.recipients)
+        with running_stub(free_port()) as stub:
+            enqueue = enqueue_time(settings.replace(twilio_api_url=stub.url), args.recipients)
+        print()
+        print("| case | seconds | ratio to baseline |")
+        print("|---|---|---|")
+        print(f"| baseline: bulk insert of {args.recipients:,} rows | {bare:.1f} | 1.00 |")
+        print(f"| enqueue_campaign of {args.recipients:,} recipients | {enqueue:.1f} | "
+              f"{enqueue / bare:.2f} |")  # fmt: skip
+        database.dispose()
+    finally:
+        queue.flushdb()
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()

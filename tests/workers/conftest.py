@@ -1,0 +1,93 @@
+"""Fixtures for the outbound path: a migrated database with one line, the test
+Redis, a local Twilio stub, and the outbox and sender wired to them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from app.addresses import normalize_line
+from app.db import Database
+from app.lines import add_line, get_or_create_organization
+from app.models import Message
+from app.providers.twilio import TwilioProvider
+from app.settings import Settings
+from tests.conftest import free_port
+from tests.twilio_stub import TwilioStub, running_stub
+from workers.outbound import Sender
+from workers.queue import Outbox
+
+LINE = "+14155550100"
+PUBLIC_URL = "https://sms.example.com"
+
+
+@dataclass
+class Outbound:
+    settings: Settings
+    database: Database
+    stub: TwilioStub
+    outbox: Outbox
+    redis: redis.Redis
+    #: (message id, when) of every retry or deferral a sender scheduled.
+    scheduled: list[tuple[int, datetime]] = field(default_factory=list)
+    senders: list[Sender] = field(default_factory=list)
+
+    def sender(self, clock: Callable[[], datetime] | None = None, **changes: Any) -> Sender:
+        settings = self.settings.replace(**changes) if changes else self.settings
+        options: dict[str, Any] = {"clock": clock} if clock else {}
+        sender = Sender(
+            settings,
+            self.database,
+            TwilioProvider(settings),
+            lambda message_id, when: self.scheduled.append((message_id, when)),
+            **options,
+        )
+        self.senders.append(sender)
+        return sender
+
+    def queue(
+        self, to: str, body: str = "Your order shipped", kind: str = "transactional", **options: Any
+    ) -> int:
+        return self.outbox.message(LINE, to, body, kind, **options)
+
+    def message(self, message_id: int) -> Message:
+        with self.database.sessions() as session:
+            row = session.get(Message, message_id)
+            assert row is not None
+            return row
+
+    def messages(self) -> list[Message]:
+        with self.database.sessions() as session:
+            return list(session.scalars(sa.select(Message).order_by(Message.id)))
+
+
+@pytest.fixture
+def outbound(
+    make_settings: Callable[..., Settings],
+    clean_database_url: str,
+    redis_url: str,
+    redis_client: redis.Redis,
+) -> Iterator[Outbound]:
+    with running_stub(free_port()) as stub:
+        settings = make_settings(
+            database_url=clean_database_url,
+            redis_url=redis_url,
+            twilio_api_url=stub.url,
+            public_url=PUBLIC_URL,
+            quiet_hours="off",
+        )
+        database = Database(clean_database_url)
+        with database.transaction() as session:
+            organization = get_or_create_organization(session, settings.default_organization)
+            add_line(session, normalize_line(LINE), organization)
+        env = Outbound(settings, database, stub, Outbox(settings, database), redis_client)
+        yield env
+        for sender in env.senders:
+            sender.close()
+        database.dispose()

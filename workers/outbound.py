@@ -1,0 +1,260 @@
+"""The send job: claim → decide from committed state → hand to the provider → record.
+
+A job carries up to ``workers.queue.JOB_SIZE`` message ids; a worker process
+sends them ``OPTGATE_SEND_CONCURRENCY`` at a time from a thread pool, so the
+provider's latency, not RQ's per-job cost, bounds the rate.
+
+Each message goes through the hand-off protocol of app/handoff.py, which is
+what makes "no message leaves after its STOP was answered" true:
+
+- **claim**: ``queued`` → ``sending``, committed; a message claimed by
+  another worker (or not due yet) is skipped.
+- **decide**: the send policy (app/consent/policy.py) over the recipient's
+  state, read in a new transaction. Blocked → ``blocked`` with its reason.
+  Outside quiet hours → back to ``queued`` with a ``send_at``, and a job
+  scheduled for then.
+- **hand off**: within ``DECISION_TTL`` of the read, else decide again.
+- **record**: ``sent`` with the provider's id; or, when the provider refused:
+  a permanent error → ``failed`` with its code, and what the code means for
+  the recipient (21610: a carrier opt-out in the ledger; an invalid number:
+  bounced); a passing one (network, 429, 5xx) → ``queued`` again after a
+  backoff, at most ``MAX_ATTEMPTS`` hand-offs; an unknown outcome (the answer
+  never came) → ``failed``/``interrupted``, never resent.
+
+At most once: a message is handed over only by the worker that claimed it,
+and only while it is ``sending``; nothing moves a message back to ``queued``
+after a hand-off began except a refusal the provider answered. A worker
+killed mid-send leaves the message ``sending``: ``optgate requeue`` settles it
+as ``interrupted`` instead of sending it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from time import monotonic
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from app import handoff, receipts
+from app.consent import history, policy
+from app.consent.rules import Point
+from app.db import Database
+from app.models import Line, Message, MessageKind, MessageStatus, utcnow
+from app.providers import get_provider
+from app.providers.base import Outgoing, Provider, ProviderError
+from app.settings import Settings, configure_logging
+
+log = logging.getLogger("optgate.outbound")
+
+#: Hand-offs tried at most for one message when the provider keeps failing for
+#: a passing reason; then it fails with the last error.
+MAX_ATTEMPTS = 5
+#: Seconds before the next try, after each passing failure (bounded backoff).
+BACKOFF = (10, 30, 90, 270)
+#: The provider that sends (the only one there is so far).
+PROVIDER = "twilio"
+
+#: Outcomes counted per job (the job's result in RQ).
+SENT, BLOCKED, DEFERRED, RETRY, FAILED, INTERRUPTED, SKIPPED = (
+    "sent",
+    "blocked",
+    "deferred",
+    "retry",
+    "failed",
+    "interrupted",
+    "skipped",
+)
+
+Schedule = Callable[[int, datetime], None]
+
+
+@dataclass
+class Sender:
+    """Sends claimed messages; plain Python, so tests drive it without RQ."""
+
+    settings: Settings
+    database: Database
+    provider: Provider
+    #: Enqueues one message again for a later time.
+    schedule: Schedule
+    clock: Callable[[], datetime] = utcnow
+
+    def __post_init__(self) -> None:
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.settings.send_concurrency, thread_name_prefix="optgate-send"
+        )
+
+    def send_all(self, message_ids: Sequence[int]) -> Counter[str]:
+        """Send each message (concurrently); the count of each outcome."""
+        return Counter(self._pool.map(self.send_one, message_ids))
+
+    def send_one(self, message_id: int) -> str:
+        with self.database.transaction() as session:
+            if not handoff.claim(session, message_id, self.clock()):
+                return SKIPPED  # another worker's, already done, or not due yet
+        while True:
+            decided_at = monotonic()
+            with self.database.sessions() as session:
+                message, outgoing, verdict = self._decide(session, message_id)
+            if verdict.blocked is not None:
+                return self._finish(message_id, BLOCKED, block_reason=verdict.blocked.value)
+            if verdict.defer_until is not None:
+                return self._later(message_id, verdict.defer_until, DEFERRED)
+            if monotonic() - decided_at <= handoff.DECISION_TTL:
+                break
+            # Stale (a paused process, a slow database): a STOP answered meanwhile
+            # did not wait for this hand-off, so decide again (app/handoff.py).
+        return self._hand_off(message, outgoing)
+
+    def _decide(
+        self, session: Session, message_id: int
+    ) -> tuple[Message, Outgoing, policy.Verdict]:
+        message = session.get(Message, message_id)
+        assert message is not None
+        line = session.get(Line, message.line_id)
+        assert line is not None
+        row = history.find_address(session, message.organization_id, message.address)
+        state = history.load_state(session, row.id) if row else history.AddressState()
+        verdict = policy.decide_send(
+            policy.Outbound(
+                recipient=message.address,
+                line=line.address,
+                point=Point(line.id, line.group_id),
+                kind=message.kind or MessageKind.TRANSACTIONAL,
+                topic=message.topic,
+                require_opt_in=message.require_opt_in,
+            ),
+            state,
+            self.clock(),
+            self.settings.quiet_hours,
+        )
+        outgoing = Outgoing(
+            sender=line.address,
+            recipient=message.address,
+            body=message.body,
+            status_callback=self._status_callback(message_id),
+        )
+        return message, outgoing, verdict
+
+    def _status_callback(self, message_id: int) -> str | None:
+        if not self.settings.public_url:
+            return None  # nowhere the provider could reach; receipts need OPTGATE_PUBLIC_URL
+        # Our id rides along (signed by the provider with the URL): a receipt then
+        # finds a message whose provider id a dying worker never recorded.
+        return (
+            f"{self.settings.public_url}/webhooks/{self.provider.name}/status?message={message_id}"
+        )
+
+    def _hand_off(self, message: Message, outgoing: Outgoing) -> str:
+        try:
+            provider_id = self.provider.send(outgoing)
+        except ProviderError as error:
+            return self._refused(message, error)
+        with self.database.transaction() as session:
+            row = session.get(Message, message.id, with_for_update=True)
+            assert row is not None
+            if row.provider_message_id is None:
+                row.provider, row.provider_message_id = self.provider.name, provider_id
+            row.sent_at = self.clock()
+            if row.status is MessageStatus.SENDING:  # a fast receipt may have moved it on
+                row.status = MessageStatus.SENT
+        return SENT
+
+    def _refused(self, message: Message, error: ProviderError) -> str:
+        if error.maybe_sent:
+            log.warning("message %s: outcome unknown, not resent: %s", message.id, error)
+            return self._finish(message.id, INTERRUPTED, error=error, code=handoff.INTERRUPTED)
+        attempts = message.attempts + 1
+        if not error.permanent and attempts < MAX_ATTEMPTS:
+            delay = BACKOFF[min(attempts, len(BACKOFF)) - 1]
+            log.info("message %s: %s; trying again in %ss", message.id, error, delay)
+            return self._later(
+                message.id, self.clock() + timedelta(seconds=delay), RETRY, attempts=attempts
+            )
+        log.warning("message %s failed: %s", message.id, error)
+        code = error.code or ("refused" if error.permanent else "unreachable")
+        with self.database.transaction() as session:
+            row = session.get(Message, message.id, with_for_update=True)
+            assert row is not None
+            _fail(row, code, str(error), attempts)
+            session.flush()
+            if error.code:
+                effect = receipts.apply_error(session, self.provider, row, error.code)
+                if effect:
+                    log.info("message %s: %s recorded for %s", row.id, effect, row.address)
+        return FAILED
+
+    def _finish(
+        self,
+        message_id: int,
+        outcome: str,
+        *,
+        block_reason: str | None = None,
+        error: ProviderError | None = None,
+        code: str | None = None,
+    ) -> str:
+        with self.database.transaction() as session:
+            row = session.get(Message, message_id, with_for_update=True)
+            assert row is not None
+            if block_reason is not None:
+                row.status, row.block_reason = MessageStatus.BLOCKED, block_reason
+            else:
+                _fail(row, code or "refused", str(error), row.attempts)
+        return outcome
+
+    def _later(self, message_id: int, when: datetime, outcome: str, attempts: int = 0) -> str:
+        """Give the claim back: the message waits in ``queued`` until ``when``."""
+        with self.database.transaction() as session:
+            values: dict[str, object] = {
+                "status": MessageStatus.QUEUED,
+                "send_at": when,
+                "claimed_at": None,
+                "updated_at": self.clock(),
+            }
+            if attempts:
+                values["attempts"] = attempts
+            session.execute(
+                sa.update(Message)
+                .where(Message.id == message_id, Message.status == MessageStatus.SENDING)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+        self.schedule(message_id, when)
+        return outcome
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def _fail(row: Message, code: str, text: str, attempts: int) -> None:
+    row.status, row.error_code, row.attempts = MessageStatus.FAILED, code[:16], attempts
+    row.meta = {**(row.meta or {}), "error": text[:500]}
+
+
+# -- the RQ job ---------------------------------------------------------------------------
+
+
+def send_messages(message_ids: list[int]) -> dict[str, int]:
+    """RQ job: send these messages. Settings come from the worker's environment."""
+    return dict(_sender().send_all(message_ids))
+
+
+@cache
+def _sender() -> Sender:
+    from workers.queue import Outbox
+
+    settings = Settings.from_env()
+    configure_logging(settings)
+    outbox = Outbox(settings)
+
+    def schedule(message_id: int, when: datetime) -> None:
+        outbox.dispatch([message_id], when)
+
+    return Sender(settings, outbox.database, get_provider(PROVIDER, settings), schedule)
