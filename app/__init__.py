@@ -57,11 +57,11 @@ def create_app(settings: Settings | None = None) -> Flask:
             "OPTGATE_VERIFY_SIGNATURES=false: webhooks are accepted WITHOUT signature checks; "
             "anyone can opt numbers in or out. Never in production."
         )
-    for warning in configuration_warnings(settings):
-        log.warning("%s", warning)
     if settings.redis_inline:
         log.warning(
             "OPTGATE_REDIS_URL=inline: no Redis, jobs run inside the web process and are lost "
             "when it stops. For development only."
         )
+    for warning in configuration_warnings(settings):
+        log.warning("%s", warning)
     return app

@@ -6,9 +6,10 @@ STOP committed could still be handing its message over after the STOP was
 answered. The database closes that race; no lock server is involved.
 
 The worker, for each message:
-  1. **claims** it: ``queued`` → ``sending`` in its own committed transaction
-     (only one worker can; ``claim``);
-  2. reads the recipient's consent in a *new* transaction, and decides;
+  1. **claims** it: ``queued`` → ``sending`` in a committed transaction (only
+     one worker can; ``claim_many`` claims as many as the worker sends at once);
+  2. reads the recipient's consent in a *new* transaction, and decides (for
+     the whole batch in one read);
   3. starts the provider call within ``DECISION_TTL`` seconds of starting that
      read (else it reads again: a decision older than that is stale), with a
      connection timeout of ``CONNECT_TIMEOUT``;
@@ -27,6 +28,10 @@ and its request reached the provider (at most ``CONNECT_TIMEOUT`` later). A
 worker whose read came after the STOP's commit sees the STOP and blocks the
 message. Either way, nothing reaches the provider after the answer.
 
+A batch does not weaken this: a claimed message waiting for a free thread is
+``sending``, so the webhook waits for it too, and if it waits longer than
+``DECISION_TTL`` after the read, step 3 makes the worker read again.
+
 The STOP is never held hostage: it is committed first, and the wait is bounded.
 A message left ``sending`` by a worker killed mid-call (outcome unknown, never
 resent: at most once) delays a STOP to the same number by ``FENCE_WAIT`` at
@@ -37,7 +42,7 @@ longer ago than ``STALE_AFTER`` are not waited for at all.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -61,23 +66,32 @@ INTERRUPTED = "interrupted"
 
 
 def claim(session: Session, message_id: int, now: datetime | None = None) -> bool:
-    """Move one due message from ``queued`` to ``sending``; whether this caller won it.
+    """Move one due message from ``queued`` to ``sending``; whether this caller won it."""
+    return bool(claim_many(session, [message_id], now))
 
-    The caller commits right away (step 1 above): the consent read that
+
+def claim_many(
+    session: Session, message_ids: Sequence[int], now: datetime | None = None
+) -> list[int]:
+    """Move the due ones of ``message_ids`` from ``queued`` to ``sending``: the ones won.
+
+    One statement: two workers given the same ids split them, each id won by
+    one. The caller commits right away (step 1 above): the consent read that
     follows must come after the claim is visible to every webhook.
     """
     now = now or utcnow()
-    result = session.execute(
+    won = session.scalars(
         sa.update(Message)
         .where(
-            Message.id == message_id,
+            Message.id.in_(list(message_ids)),
             Message.status == MessageStatus.QUEUED,
             sa.or_(Message.send_at.is_(None), Message.send_at <= now),
         )
         .values(status=MessageStatus.SENDING, claimed_at=now, updated_at=now)
+        .returning(Message.id)
         .execution_options(synchronize_session=False)
     )
-    return bool(getattr(result, "rowcount", 0) == 1)
+    return sorted(won)
 
 
 def in_flight(session: Session, organization_id: int, address: str) -> list[int]:

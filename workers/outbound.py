@@ -46,7 +46,7 @@ from app import handoff, receipts
 from app.consent import history, policy
 from app.consent.rules import Point
 from app.db import Database
-from app.models import Line, Message, MessageKind, MessageStatus, utcnow
+from app.models import ContactAddress, Line, Message, MessageKind, MessageStatus, utcnow
 from app.providers import get_provider
 from app.providers.base import Outgoing, Provider, ProviderError
 from app.settings import Settings, configure_logging
@@ -75,6 +75,13 @@ SENT, BLOCKED, DEFERRED, RETRY, FAILED, INTERRUPTED, SKIPPED = (
 Schedule = Callable[[int, datetime], None]
 
 
+@dataclass(frozen=True)
+class Decision:
+    message: Message
+    outgoing: Outgoing
+    verdict: policy.Verdict
+
+
 @dataclass
 class Sender:
     """Sends claimed messages; plain Python, so tests drive it without RQ."""
@@ -92,56 +99,101 @@ class Sender:
         )
 
     def send_all(self, message_ids: Sequence[int]) -> Counter[str]:
-        """Send each message (concurrently); the count of each outcome."""
-        return Counter(self._pool.map(self.send_one, message_ids))
+        """Send each message (concurrently); the count of each outcome.
 
-    def send_one(self, message_id: int) -> str:
+        Messages are claimed and decided ``OPTGATE_SEND_CONCURRENCY`` at a time:
+        one statement claims them, one read decides them all (a handful of
+        queries), then each is handed over from the pool, decided again first
+        if that read has gone stale. Claiming no more than can be in flight
+        keeps what a killed worker leaves ``sending`` to what it was sending.
+        """
+        outcomes: Counter[str] = Counter()
+        size = self.settings.send_concurrency
+        for start in range(0, len(message_ids), size):
+            outcomes.update(self._send_batch(message_ids[start : start + size]))
+        return outcomes
+
+    def _send_batch(self, message_ids: Sequence[int]) -> Counter[str]:
         with self.database.transaction() as session:
-            if not handoff.claim(session, message_id, self.clock()):
-                return SKIPPED  # another worker's, already done, or not due yet
-        while True:
+            claimed = handoff.claim_many(session, message_ids, self.clock())
+        outcomes: Counter[str] = Counter()
+        if len(claimed) < len(message_ids):
+            # Another worker's, already done, or not due yet.
+            outcomes[SKIPPED] = len(message_ids) - len(claimed)
+        if claimed:
             decided_at = monotonic()
             with self.database.sessions() as session:
-                message, outgoing, verdict = self._decide(session, message_id)
-            if verdict.blocked is not None:
-                return self._finish(message_id, BLOCKED, block_reason=verdict.blocked.value)
-            if verdict.defer_until is not None:
-                return self._later(message_id, verdict.defer_until, DEFERRED)
-            if monotonic() - decided_at <= handoff.DECISION_TTL:
-                break
-            # Stale (a paused process, a slow database): a STOP answered meanwhile
-            # did not wait for this hand-off, so decide again (app/handoff.py).
-        return self._hand_off(message, outgoing)
+                decisions = self._decide(session, claimed)
+            outcomes.update(
+                self._pool.map(lambda decision: self._proceed(decision, decided_at), decisions)
+            )
+        return outcomes
 
-    def _decide(
-        self, session: Session, message_id: int
-    ) -> tuple[Message, Outgoing, policy.Verdict]:
-        message = session.get(Message, message_id)
-        assert message is not None
-        line = session.get(Line, message.line_id)
-        assert line is not None
-        row = history.find_address(session, message.organization_id, message.address)
-        state = history.load_state(session, row.id) if row else history.AddressState()
-        verdict = policy.decide_send(
-            policy.Outbound(
+    def send_one(self, message_id: int) -> str:
+        """Send one message; its outcome."""
+        [outcome] = self.send_all([message_id]).elements()
+        return outcome
+
+    def _proceed(self, decision: Decision, decided_at: float) -> str:
+        while True:
+            if decision.verdict.blocked is not None:
+                return self._finish(
+                    decision.message.id, BLOCKED, block_reason=decision.verdict.blocked.value
+                )
+            if decision.verdict.defer_until is not None:
+                return self._later(decision.message.id, decision.verdict.defer_until, DEFERRED)
+            if monotonic() - decided_at <= handoff.DECISION_TTL:
+                return self._hand_off(decision.message, decision.outgoing)
+            # Stale (a paused process, a slow batch): a STOP answered meanwhile did
+            # not wait for this hand-off, so decide again (app/handoff.py).
+            decided_at = monotonic()
+            with self.database.sessions() as session:
+                [decision] = self._decide(session, [decision.message.id])
+
+    def _decide(self, session: Session, message_ids: Sequence[int]) -> list[Decision]:
+        rows = session.execute(
+            sa.select(Message, Line)
+            .join(Line, Line.id == Message.line_id)
+            .where(Message.id.in_(message_ids))
+            .order_by(Message.id)
+        ).all()
+        recipients: dict[tuple[int, str], int] = {}
+        for organization_id in {message.organization_id for message, _ in rows}:
+            values = [m.address for m, _ in rows if m.organization_id == organization_id]
+            for address in session.scalars(
+                sa.select(ContactAddress).where(
+                    ContactAddress.organization_id == organization_id,
+                    ContactAddress.value.in_(values),
+                )
+            ):
+                recipients[(organization_id, address.value)] = address.id
+        states = history.load_states(session, recipients.values())
+        now = self.clock()
+        decisions = []
+        for message, line in rows:
+            address_id = recipients.get((message.organization_id, message.address))
+            state = states[address_id] if address_id else history.AddressState()
+            verdict = policy.decide_send(
+                policy.Outbound(
+                    recipient=message.address,
+                    line=line.address,
+                    point=Point(line.id, line.group_id),
+                    kind=message.kind or MessageKind.TRANSACTIONAL,
+                    topic=message.topic,
+                    require_opt_in=message.require_opt_in,
+                ),
+                state,
+                now,
+                self.settings.quiet_hours,
+            )
+            outgoing = Outgoing(
+                sender=line.address,
                 recipient=message.address,
-                line=line.address,
-                point=Point(line.id, line.group_id),
-                kind=message.kind or MessageKind.TRANSACTIONAL,
-                topic=message.topic,
-                require_opt_in=message.require_opt_in,
-            ),
-            state,
-            self.clock(),
-            self.settings.quiet_hours,
-        )
-        outgoing = Outgoing(
-            sender=line.address,
-            recipient=message.address,
-            body=message.body,
-            status_callback=self._status_callback(message_id),
-        )
-        return message, outgoing, verdict
+                body=message.body,
+                status_callback=self._status_callback(message.id),
+            )
+            decisions.append(Decision(message, outgoing, verdict))
+        return decisions
 
     def _status_callback(self, message_id: int) -> str | None:
         if not self.settings.public_url:
@@ -157,14 +209,24 @@ class Sender:
             provider_id = self.provider.send(outgoing)
         except ProviderError as error:
             return self._refused(message, error)
+        now = self.clock()
         with self.database.transaction() as session:
-            row = session.get(Message, message.id, with_for_update=True)
-            assert row is not None
-            if row.provider_message_id is None:
-                row.provider, row.provider_message_id = self.provider.name, provider_id
-            row.sent_at = self.clock()
-            if row.status is MessageStatus.SENDING:  # a fast receipt may have moved it on
-                row.status = MessageStatus.SENT
+            session.execute(
+                sa.update(Message)
+                .where(Message.id == message.id)
+                .values(
+                    # A fast receipt may have recorded the id and moved the status on.
+                    provider=sa.func.coalesce(Message.provider, self.provider.name),
+                    provider_message_id=sa.func.coalesce(Message.provider_message_id, provider_id),
+                    status=sa.case(
+                        (Message.status == MessageStatus.SENDING, MessageStatus.SENT.value),
+                        else_=Message.status,
+                    ),
+                    sent_at=now,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
         return SENT
 
     def _refused(self, message: Message, error: ProviderError) -> str:

@@ -449,6 +449,17 @@ class HeldProvider:
         return getattr(self.inner, name)
 
 
+def sending_held(outbound: Outbound, message_id: int) -> tuple[HeldProvider, threading.Thread]:
+    """A worker thread sending ``message_id``, held inside the provider call."""
+    sender = outbound.sender()
+    held = HeldProvider(sender.provider)
+    sender.provider = held
+    worker = threading.Thread(target=sender.send_one, args=(message_id,))
+    worker.start()
+    assert held.entered.wait(5), "the worker decided and is handing the message over"
+    return held, worker
+
+
 @pytest.fixture
 def webhook(outbound: Outbound) -> Iterator[Twilio]:
     app: Flask = create_app(outbound.settings)
@@ -463,12 +474,7 @@ def test_a_stop_is_answered_only_after_the_hand_off_in_flight_to_that_number(
     outbound: Outbound, webhook: Twilio
 ) -> None:
     message_id = outbound.queue(CONTACT)
-    sender = outbound.sender()
-    held = HeldProvider(sender.provider)
-    sender.provider = held
-    worker = threading.Thread(target=sender.send_one, args=(message_id,))
-    worker.start()
-    assert held.entered.wait(5), "the worker decided and is handing the message over"
+    held, worker = sending_held(outbound, message_id)
 
     answered: dict[str, Any] = {}
 
@@ -543,12 +549,7 @@ def test_a_receipt_that_beats_the_worker_is_kept_and_the_worker_does_not_undo_it
     outbound: Outbound, webhook: Twilio
 ) -> None:
     message_id = outbound.queue(CONTACT)
-    sender = outbound.sender()
-    held = HeldProvider(sender.provider)
-    sender.provider = held
-    worker = threading.Thread(target=sender.send_one, args=(message_id,))
-    worker.start()
-    assert held.entered.wait(5)
+    held, worker = sending_held(outbound, message_id)
     path = f"/webhooks/twilio/status?message={message_id}"
     twilio_sid = "SM" + "cd" * 16
     params = {"MessageSid": twilio_sid, "MessageStatus": "delivered", "To": CONTACT, "From": LINE}
