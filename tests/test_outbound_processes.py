@@ -118,17 +118,34 @@ def test_no_message_reaches_the_provider_after_its_stop_was_answered(
         web = start(["web", "--bind", f"127.0.0.1:{port}", "--workers", "2"], env, workers_dir)
         wait_ready(base, web, workers_dir, timeout=20)
 
-        # STOPs from numbers just ahead of what has been sent so far, four at a
-        # time, while the workers send: each one races its number's hand-off.
+        # STOPs while the workers send, four at a time: half to numbers whose
+        # message a worker has claimed (the STOP must wait for the hand-off), half to
+        # the next ones still queued (the worker must see the STOP).
         answered: dict[str, float] = {}
         taken: set[str] = set()
         lock = threading.Lock()
+        watch = Database(clean_database_url)
+
+        def candidates(status: MessageStatus) -> list[str]:
+            with watch.sessions() as session:
+                return list(
+                    session.scalars(
+                        sa.select(Message.address)
+                        .where(Message.status == status)
+                        .order_by(Message.id)
+                        .limit(20)
+                    )
+                )
 
         def texter(seed: int) -> None:
             rnd = random.Random(seed)
             while len(taken) < stops and len(stub.received) < size - 100:
-                frontier = len(stub.received)
-                number = numbers[min(size - 1, frontier + rnd.randint(0, 300))]
+                pool = candidates(
+                    MessageStatus.SENDING if rnd.random() < 0.5 else MessageStatus.QUEUED
+                )
+                if not pool:
+                    continue
+                number = rnd.choice(pool)
                 with lock:
                     if number in taken:
                         continue
@@ -156,6 +173,7 @@ def test_no_message_reaches_the_provider_after_its_stop_was_answered(
             assert worker.wait(180) == 0, output(workers_dir)
         web.send_signal(signal.SIGTERM)
         web.wait(15)
+        watch.dispose()
         received = list(stub.received)
 
     late = [
