@@ -94,20 +94,21 @@ def claim_many(
     return sorted(won)
 
 
-def in_flight(session: Session, organization_id: int, address: str) -> list[int]:
-    """Messages to ``address`` that a worker may be handing to the provider now."""
+def in_flight(session: Session, organization_id: int, address: str) -> bool:
+    """Whether a worker may be handing a message to ``address`` to the provider now."""
     since = utcnow() - STALE_AFTER
-    return list(
-        session.scalars(
-            sa.select(Message.id).where(
-                Message.organization_id == organization_id,
-                Message.address == address,
-                Message.direction == Direction.OUTBOUND,
-                Message.status == MessageStatus.SENDING,
-                Message.claimed_at >= since,
-            )
+    found = session.scalar(
+        sa.select(Message.id)
+        .where(
+            Message.organization_id == organization_id,
+            Message.address == address,
+            Message.direction == Direction.OUTBOUND,
+            Message.status == MessageStatus.SENDING,
+            Message.claimed_at >= since,
         )
+        .limit(1)
     )
+    return found is not None
 
 
 def wait_for_hand_offs(
@@ -116,24 +117,19 @@ def wait_for_hand_offs(
     address: str,
     *,
     wait: float | None = None,
-) -> int:
+) -> None:
     """After an opt-out committed: wait until no hand-off to ``address`` is in flight.
 
     Args:
         sessions: makes a session; each look is its own short transaction, so
             it sees what workers commit meanwhile.
         wait: the most seconds to wait (default ``FENCE_WAIT``; see the module's proof).
-
-    Returns:
-        How many messages were in flight at the first look (0: no wait).
     """
     deadline = time.monotonic() + (FENCE_WAIT if wait is None else wait)
-    first: int | None = None
     while True:
         with sessions() as session:
-            pending = in_flight(session, organization_id, address)
-        if first is None:
-            first = len(pending)
-        if not pending or time.monotonic() >= deadline:
-            return first
+            if not in_flight(session, organization_id, address):
+                return
+        if time.monotonic() >= deadline:
+            return
         time.sleep(_POLL)

@@ -46,7 +46,7 @@ from app import handoff, receipts
 from app.consent import history, policy
 from app.consent.rules import Point
 from app.db import Database
-from app.models import ContactAddress, Line, Message, MessageKind, MessageStatus, utcnow
+from app.models import Line, Message, MessageKind, MessageStatus, utcnow
 from app.providers import get_provider
 from app.providers.base import Outgoing, Provider, ProviderError
 from app.settings import Settings, configure_logging
@@ -136,19 +136,18 @@ class Sender:
 
     def _proceed(self, decision: Decision, decided_at: float) -> str:
         while True:
-            if decision.verdict.blocked is not None:
-                return self._finish(
-                    decision.message.id, BLOCKED, block_reason=decision.verdict.blocked.value
-                )
-            if decision.verdict.defer_until is not None:
-                return self._later(decision.message.id, decision.verdict.defer_until, DEFERRED)
+            message, verdict = decision.message, decision.verdict
+            if verdict.blocked is not None:
+                return self._block(message.id, verdict.blocked)
+            if verdict.defer_until is not None:
+                return self._later(message.id, verdict.defer_until, DEFERRED, message.attempts)
             if monotonic() - decided_at <= handoff.DECISION_TTL:
-                return self._hand_off(decision.message, decision.outgoing)
+                return self._hand_off(message, decision.outgoing)
             # Stale (a paused process, a slow batch): a STOP answered meanwhile did
             # not wait for this hand-off, so decide again (app/handoff.py).
             decided_at = monotonic()
             with self.database.sessions() as session:
-                [decision] = self._decide(session, [decision.message.id])
+                [decision] = self._decide(session, [message.id])
 
     def _decide(self, session: Session, message_ids: Sequence[int]) -> list[Decision]:
         rows = session.execute(
@@ -157,22 +156,10 @@ class Sender:
             .where(Message.id.in_(message_ids))
             .order_by(Message.id)
         ).all()
-        recipients: dict[tuple[int, str], int] = {}
-        for organization_id in {message.organization_id for message, _ in rows}:
-            values = [m.address for m, _ in rows if m.organization_id == organization_id]
-            for address in session.scalars(
-                sa.select(ContactAddress).where(
-                    ContactAddress.organization_id == organization_id,
-                    ContactAddress.value.in_(values),
-                )
-            ):
-                recipients[(organization_id, address.value)] = address.id
-        states = history.load_states(session, recipients.values())
+        states = history.states_of(session, ((m.organization_id, m.address) for m, _ in rows))
         now = self.clock()
         decisions = []
         for message, line in rows:
-            address_id = recipients.get((message.organization_id, message.address))
-            state = states[address_id] if address_id else history.AddressState()
             verdict = policy.decide_send(
                 policy.Outbound(
                     recipient=message.address,
@@ -182,7 +169,7 @@ class Sender:
                     topic=message.topic,
                     require_opt_in=message.require_opt_in,
                 ),
-                state,
+                states[(message.organization_id, message.address)],
                 now,
                 self.settings.quiet_hours,
             )
@@ -232,60 +219,65 @@ class Sender:
     def _refused(self, message: Message, error: ProviderError) -> str:
         if error.maybe_sent:
             log.warning("message %s: outcome unknown, not resent: %s", message.id, error)
-            return self._finish(message.id, INTERRUPTED, error=error, code=handoff.INTERRUPTED)
+            self._fail(message.id, handoff.INTERRUPTED, error, message.attempts)
+            return INTERRUPTED
         attempts = message.attempts + 1
         if not error.permanent and attempts < MAX_ATTEMPTS:
             delay = BACKOFF[min(attempts, len(BACKOFF)) - 1]
             log.info("message %s: %s; trying again in %ss", message.id, error, delay)
-            return self._later(
-                message.id, self.clock() + timedelta(seconds=delay), RETRY, attempts=attempts
-            )
+            return self._later(message.id, self.clock() + timedelta(seconds=delay), RETRY, attempts)
         log.warning("message %s failed: %s", message.id, error)
         code = error.code or ("refused" if error.permanent else "unreachable")
-        with self.database.transaction() as session:
-            row = session.get(Message, message.id, with_for_update=True)
-            assert row is not None
-            _fail(row, code, str(error), attempts)
-            session.flush()
-            if error.code:
-                effect = receipts.apply_error(session, self.provider, row, error.code)
-                if effect:
-                    log.info("message %s: %s recorded for %s", row.id, effect, row.address)
+        self._fail(message.id, code, error, attempts, effect=error.code)
         return FAILED
 
-    def _finish(
+    def _fail(
         self,
         message_id: int,
-        outcome: str,
+        code: str,
+        error: ProviderError,
+        attempts: int,
         *,
-        block_reason: str | None = None,
-        error: ProviderError | None = None,
-        code: str | None = None,
-    ) -> str:
+        effect: str | None = None,
+    ) -> None:
+        """Record the message failed; with ``effect``, apply what that provider code
+        means for the recipient (a carrier opt-out, a bounce) in the same transaction."""
         with self.database.transaction() as session:
             row = session.get(Message, message_id, with_for_update=True)
             assert row is not None
-            if block_reason is not None:
-                row.status, row.block_reason = MessageStatus.BLOCKED, block_reason
-            else:
-                _fail(row, code or "refused", str(error), row.attempts)
-        return outcome
+            row.status, row.error_code, row.attempts = MessageStatus.FAILED, code[:16], attempts
+            row.meta = {**(row.meta or {}), "error": str(error)[:500]}
+            if effect:
+                session.flush()
+                done = receipts.apply_error(session, self.provider, row, effect)
+                if done:
+                    log.info("message %s: %s recorded for %s", row.id, done, row.address)
 
-    def _later(self, message_id: int, when: datetime, outcome: str, attempts: int = 0) -> str:
+    def _block(self, message_id: int, reason: policy.BlockReason) -> str:
+        with self.database.transaction() as session:
+            session.execute(
+                sa.update(Message)
+                .where(Message.id == message_id)
+                .values(
+                    status=MessageStatus.BLOCKED, block_reason=reason.value, updated_at=self.clock()
+                )
+                .execution_options(synchronize_session=False)
+            )
+        return BLOCKED
+
+    def _later(self, message_id: int, when: datetime, outcome: str, attempts: int) -> str:
         """Give the claim back: the message waits in ``queued`` until ``when``."""
         with self.database.transaction() as session:
-            values: dict[str, object] = {
-                "status": MessageStatus.QUEUED,
-                "send_at": when,
-                "claimed_at": None,
-                "updated_at": self.clock(),
-            }
-            if attempts:
-                values["attempts"] = attempts
             session.execute(
                 sa.update(Message)
                 .where(Message.id == message_id, Message.status == MessageStatus.SENDING)
-                .values(**values)
+                .values(
+                    status=MessageStatus.QUEUED,
+                    send_at=when,
+                    claimed_at=None,
+                    attempts=attempts,
+                    updated_at=self.clock(),
+                )
                 .execution_options(synchronize_session=False)
             )
         self.schedule(message_id, when)
@@ -293,11 +285,6 @@ class Sender:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-
-
-def _fail(row: Message, code: str, text: str, attempts: int) -> None:
-    row.status, row.error_code, row.attempts = MessageStatus.FAILED, code[:16], attempts
-    row.meta = {**(row.meta or {}), "error": text[:500]}
 
 
 # -- the RQ job ---------------------------------------------------------------------------

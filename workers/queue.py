@@ -34,7 +34,7 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, cached_property
 from itertools import islice
 from typing import Any
 
@@ -49,7 +49,7 @@ from app.errors import InvalidAddress, InvalidMessage, NotFound
 from app.handoff import INTERRUPTED, STALE_AFTER
 from app.keywords.store import KeywordStore
 from app.lines import find_line
-from app.models import Campaign, Direction, Message, MessageKind, MessageStatus, utcnow
+from app.models import Campaign, Direction, Line, Message, MessageKind, MessageStatus, utcnow
 from app.settings import Settings
 
 log = logging.getLogger("optgate.queue")
@@ -157,8 +157,9 @@ class Outbox:
         self.database = database or Database(settings.database_url)
         self._keywords = keywords
 
-    @property
+    @cached_property
     def queue(self) -> Queue:
+        # One Redis connection pool for the outbox's life, not one per dispatch.
         return get_queue(self.settings)
 
     # -- one message --------------------------------------------------------------------
@@ -182,32 +183,16 @@ class Outbox:
             InvalidAddress: ``to`` cannot receive texts.
             InvalidMessage: the body, kind, topic or time is not usable.
         """
-        kind = _kind(kind)
-        body = _body(body)
-        topic = self._topic(topic)
-        _aware(send_at)
+        what = self._what(body, kind, topic, require_opt_in, send_at)
         recipient = sms_recipient(to, self.settings.default_region)
         with self.database.transaction() as session:
             sender = find_line(session, line, self.settings.default_region)
             if campaign is not None and session.get(Campaign, campaign) is None:
                 raise NotFound(f"there is no campaign {campaign}")
-            message = Message(
-                organization_id=sender.organization_id,
-                line_id=sender.id,
-                direction=Direction.OUTBOUND,
-                address=recipient,
-                body=body,
-                kind=kind,
-                topic=topic,
-                require_opt_in=require_opt_in,
-                campaign_id=campaign,
-                status=MessageStatus.QUEUED,
-                send_at=send_at,
-                meta={"created_by": created_by} if created_by else None,
+            row = _outbound_row(
+                sender, what, campaign, {"created_by": created_by} if created_by else None
             )
-            session.add(message)
-            session.flush()
-            message_id = message.id
+            [message_id] = _insert(session, row, [recipient])
         self.dispatch([message_id], send_at)
         return message_id
 
@@ -236,10 +221,7 @@ class Outbox:
         Raises:
             NotFound, InvalidMessage: as for ``message``; nothing is queued then.
         """
-        kind = _kind(kind)
-        body = _body(body)
-        topic = self._topic(topic)
-        _aware(send_at)
+        what = self._what(body, kind, topic, require_opt_in, send_at)
         if name is not None and len(name) > 200:
             raise InvalidMessage("a campaign name has at most 200 characters")
         with self.database.transaction() as session:
@@ -248,29 +230,16 @@ class Outbox:
                 organization_id=sender.organization_id,
                 line_id=sender.id,
                 name=name,
-                body=body,
-                kind=kind,
-                topic=topic,
+                body=what.body,
+                kind=what.kind,
+                topic=what.topic,
                 require_opt_in=require_opt_in,
                 created_by=created_by,
             )
             session.add(row)
             session.flush()
             campaign = row.id
-        template = {
-            "organization_id": sender.organization_id,
-            "line_id": sender.id,
-            "direction": Direction.OUTBOUND,
-            "body": body,
-            "kind": kind,
-            "topic": topic,
-            "require_opt_in": require_opt_in,
-            "campaign_id": campaign,
-            "status": MessageStatus.QUEUED,
-            "send_at": send_at,
-            "attempts": 0,
-            "needs_review": False,
-        }
+        template = _outbound_row(sender, what, campaign)
         seen: set[str] = set()
         invalid: list[InvalidRow] = []
         total = queued = 0
@@ -375,34 +344,36 @@ class Outbox:
         now = utcnow()
         with self.database.transaction() as session:
             interrupted = _settle_interrupted(session, now - interrupted_after)
+        waiting = sa.select(Message.id, Message.send_at).where(
+            Message.direction == Direction.OUTBOUND,
+            Message.status == MessageStatus.QUEUED,
+            Message.updated_at <= now - older_than,
+        )
         queued = scheduled = 0
-        again = f"requeue{int(now.timestamp())}"
-        for due in (True, False):
-            query = (
-                sa.select(Message.id, Message.send_at)
-                .where(
-                    Message.direction == Direction.OUTBOUND,
-                    Message.status == MessageStatus.QUEUED,
-                    Message.updated_at <= now - older_than,
-                    sa.or_(Message.send_at.is_(None), Message.send_at <= now)
-                    if due
-                    else Message.send_at > now,
-                )
-                .order_by(Message.id)
-            )
-            with self.database.sessions() as session:
-                rows = session.execute(query.execution_options(yield_per=CHUNK))
-                for chunk in _chunks(iter(rows), CHUNK):
-                    if due:
-                        self.dispatch([id_ for id_, _ in chunk], prefix=again)
-                        queued += len(chunk)
-                        continue
-                    for id_, send_at in chunk:
-                        self.dispatch([id_], send_at)
-                    scheduled += len(chunk)
+        with self.database.sessions() as session:
+            due = waiting.where(sa.or_(Message.send_at.is_(None), Message.send_at <= now))
+            for chunk in _chunks(_stream(session, due.order_by(Message.id)), CHUNK):
+                self.dispatch([id_ for id_, _ in chunk], prefix=f"requeue{int(now.timestamp())}")
+                queued += len(chunk)
+            later = waiting.where(Message.send_at > now).order_by(Message.id)
+            for id_, send_at in _stream(session, later):
+                self.dispatch([id_], send_at)
+                scheduled += 1
         return Requeued(queued, scheduled, interrupted)
 
     # -- checks -------------------------------------------------------------------------
+
+    def _what(
+        self,
+        body: str,
+        kind: MessageKind | str,
+        topic: str | None,
+        require_opt_in: bool,
+        send_at: datetime | None,
+    ) -> _What:
+        """What every message of a request carries, checked."""
+        _aware(send_at)
+        return _What(_body(body), _kind(kind), self._topic(topic), require_opt_in, send_at)
 
     def _topic(self, topic: str | None) -> str | None:
         """A topic the keyword config defines: a misspelt one would bypass its opt-outs."""
@@ -417,6 +388,36 @@ class Outbox:
                 f"there is no topic {topic!r} in {self._keywords.path} (known: {known})"
             )
         return topic
+
+
+@dataclass(frozen=True)
+class _What:
+    body: str
+    kind: MessageKind
+    topic: str | None
+    require_opt_in: bool
+    send_at: datetime | None
+
+
+def _outbound_row(
+    sender: Line, what: _What, campaign: int | None, meta: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The columns every queued message of a request shares (all but the address)."""
+    return {
+        "organization_id": sender.organization_id,
+        "line_id": sender.id,
+        "direction": Direction.OUTBOUND,
+        "body": what.body,
+        "kind": what.kind,
+        "topic": what.topic,
+        "require_opt_in": what.require_opt_in,
+        "campaign_id": campaign,
+        "status": MessageStatus.QUEUED,
+        "send_at": what.send_at,
+        "attempts": 0,
+        "needs_review": False,
+        "meta": meta,
+    }
 
 
 def _kind(kind: MessageKind | str) -> MessageKind:
@@ -457,10 +458,9 @@ def _insert(session: Session, template: dict[str, Any], addresses: list[str]) ->
         {**template, "address": address, "created_at": now, "updated_at": now}
         for address in addresses
     ]
-    result = session.execute(
-        sa.insert(Message).returning(Message.id, sort_by_parameter_order=True), rows
-    )
-    return list(result.scalars())
+    # The ids in any order: asking for them in parameter order makes SQLAlchemy
+    # insert row by row (there is no sentinel column to match them up).
+    return sorted(session.scalars(sa.insert(Message).returning(Message.id), rows))
 
 
 def _count(session: Session, campaign: int, read: int, rejected: list[InvalidRow]) -> None:
@@ -491,6 +491,11 @@ def _settle_interrupted(session: Session, claimed_before: datetime) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _stream(session: Session, query: sa.Executable) -> Iterator[Any]:
+    """The rows of ``query``, fetched ``CHUNK`` at a time (millions never sit in memory)."""
+    return iter(session.execute(query.execution_options(yield_per=CHUNK)))
 
 
 def _chunks(items: Iterator[Any] | Iterable[Any], size: int) -> Iterator[list[Any]]:

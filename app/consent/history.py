@@ -164,6 +164,29 @@ def find_address(
     return session.scalars(query).one_or_none()
 
 
+def states_of(
+    session: Session, addresses: Iterable[tuple[int, str]]
+) -> dict[tuple[int, str], AddressState]:
+    """The state of each (organisation id, address value); empty for one never seen.
+
+    ``find_address`` and ``load_states`` for many at once: one query per
+    organisation for the rows, two for their records and flags.
+    """
+    wanted = set(addresses)
+    ids: dict[tuple[int, str], int] = {}
+    for organization_id in {organization for organization, _ in wanted}:
+        values = [value for organization, value in wanted if organization == organization_id]
+        for row in session.scalars(
+            sa.select(ContactAddress).where(
+                ContactAddress.organization_id == organization_id,
+                ContactAddress.value.in_(values),
+            )
+        ):
+            ids[(organization_id, row.value)] = row.id
+    loaded = load_states(session, ids.values())
+    return {key: loaded[ids[key]] if key in ids else AddressState() for key in wanted}
+
+
 def load_state(session: Session, address_id: int, *, flags: bool = True) -> AddressState:
     """The stored records and (unless ``flags`` is False) flags of one address."""
     return load_states(session, [address_id], flags=flags)[address_id]

@@ -18,7 +18,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from requests.adapters import HTTPAdapter
 from requests.exceptions import ConnectionError as RequestsConnectionError
-from requests.exceptions import ConnectTimeout
 from ruamel.yaml import YAML
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
@@ -249,8 +248,6 @@ class TwilioProvider:
                 permanent=not transient,
                 code=code,
             ) from None
-        except (ConnectTimeout, ConnectionRefusedError) as error:
-            raise ProviderError(f"Twilio could not be reached: {error}", permanent=False) from None
         except RequestsConnectionError as error:
             # Refused or unresolvable before a byte was sent: safe to retry. A
             # connection dropped after the request went out: Twilio may have it.

@@ -1185,7 +1185,7 @@ def test_a_refused_send_raises_provider_error_saying_whether_to_retry(
     assert TWILIO_TOKEN not in str(raised.value)
 
 
-def test_a_send_to_a_port_nobody_listens_on_is_worth_retrying(
+def test_a_send_to_a_port_nobody_listens_on_is_worth_retrying_and_surely_not_sent(
     make_settings: Callable[..., Settings],
 ) -> None:
     twilio = TwilioProvider(make_settings(twilio_api_url=f"http://127.0.0.1:{free_port()}"))
@@ -1194,9 +1194,10 @@ def test_a_send_to_a_port_nobody_listens_on_is_worth_retrying(
         twilio.send(Outgoing(LINE, CONTACT, "Your code is 1234"))
 
     assert (raised.value.permanent, raised.value.code) == (False, None)
+    assert raised.value.maybe_sent is False, "refused before a byte went out: safe to retry"
 
 
-def test_a_send_twilio_does_not_answer_in_time_is_worth_retrying(
+def test_a_send_twilio_does_not_answer_in_time_may_have_been_sent(
     sender: TwilioProvider, stub: TwilioStub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(twilio_module, "SEND_TIMEOUT", 0.2)
@@ -1206,6 +1207,7 @@ def test_a_send_twilio_does_not_answer_in_time_is_worth_retrying(
         sender.send(Outgoing(LINE, CONTACT, "Your code is 1234"))
 
     assert (raised.value.permanent, raised.value.code) == (False, None)
+    assert raised.value.maybe_sent is True, "Twilio may have it: never resent"
 
 
 def test_a_send_without_credentials_is_permanent_and_calls_nobody(

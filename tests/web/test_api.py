@@ -211,6 +211,18 @@ def test_a_message_is_stored_as_queued_and_its_job_enqueued(api: Api) -> None:
     assert api.scheduled_job_ids() == []
 
 
+def test_null_for_an_optional_field_means_it_is_not_given(api: Api) -> None:
+    response = api.post(
+        MESSAGES, api.message(topic=None, require_opt_in=None, campaign=None, send_at=None)
+    )
+
+    assert response.status_code == 202, response.get_json()
+    [row] = api.messages()
+    assert (row.topic, row.require_opt_in, row.campaign_id, row.send_at) == (
+        None, False, None, None
+    )  # fmt: skip
+
+
 def test_a_queued_message_reads_back_with_every_field(api: Api) -> None:
     created = api.post(
         MESSAGES,

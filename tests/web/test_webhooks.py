@@ -598,6 +598,25 @@ def test_a_missing_auth_token_is_said_at_start(
     app.extensions["optgate.database"].dispose()
 
 
+@pytest.mark.parametrize(
+    ("public_url", "warned"), [(None, True), ("https://sms.example.com", False)]
+)
+def test_a_missing_public_url_is_said_at_start(
+    make_settings: Callable[..., Settings],
+    clean_database_url: str,
+    caplog: pytest.LogCaptureFixture,
+    public_url: str | None,
+    warned: bool,
+) -> None:
+    # Without it, sends ask for no status callbacks: no receipts, no bounce detection.
+    settings = make_settings(database_url=clean_database_url, public_url=public_url)
+    with caplog.at_level(logging.WARNING, logger="optgate"):
+        app = create_app(settings)
+    assert ("OPTGATE_PUBLIC_URL is not set: sends ask Twilio for no status callbacks" in
+            caplog.text) is warned  # fmt: skip
+    app.extensions["optgate.database"].dispose()
+
+
 def test_a_text_that_changes_no_consent_leaves_no_consent_trace(twilio: Twilio) -> None:
     # Every inbound text clears its sender's bounce flag; for a number we never
     # knew that must not write anything on the webhook's path.
