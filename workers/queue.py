@@ -248,7 +248,7 @@ class Outbox:
             invalid.extend(rejected)
             total += len(chunk)
             with self.database.transaction() as session:
-                ids = _insert(session, template, addresses)
+                ids = _insert_chunk(session, template, addresses)
                 _count(session, campaign, len(chunk), rejected)
             queued += len(ids)
             self.dispatch(ids, send_at)
@@ -450,17 +450,42 @@ def _aware(moment: datetime | None) -> None:
         raise InvalidMessage(f"send_at {moment.isoformat()} is out of range") from None
 
 
-def _insert(session: Session, template: dict[str, Any], addresses: list[str]) -> list[int]:
-    if not addresses:
-        return []
+def _rows(template: dict[str, Any], addresses: list[str]) -> list[dict[str, Any]]:
     now = utcnow()
-    rows = [
+    return [
         {**template, "address": address, "created_at": now, "updated_at": now}
         for address in addresses
     ]
-    # The ids in any order: asking for them in parameter order makes SQLAlchemy
-    # insert row by row (there is no sentinel column to match them up).
-    return sorted(session.scalars(sa.insert(Message).returning(Message.id), rows))
+
+
+def _insert(session: Session, template: dict[str, Any], addresses: list[str]) -> list[int]:
+    """Insert one row per address; their ids, ascending."""
+    return sorted(
+        session.scalars(sa.insert(Message).returning(Message.id), _rows(template, addresses))
+    )
+
+
+def _insert_chunk(session: Session, template: dict[str, Any], addresses: list[str]) -> list[int]:
+    """Insert a campaign's chunk; the ids of the campaign's rows added since its last.
+
+    RETURNING over a bulk insert costs PostgreSQL 2.5 times a plain executemany,
+    so the rows are found again by the campaign's id (indexed) past its last id.
+    A message queued into the campaign meanwhile by another caller may come
+    back too: it then sits in two jobs, and is still sent once (a worker must
+    claim it).
+    """
+    if not addresses:
+        return []
+    campaign = template["campaign_id"]
+    last = session.scalar(sa.select(sa.func.max(Message.id)).where(Message.campaign_id == campaign))
+    session.execute(sa.insert(Message), _rows(template, addresses))
+    return list(
+        session.scalars(
+            sa.select(Message.id)
+            .where(Message.campaign_id == campaign, Message.id > (last or 0))
+            .order_by(Message.id)
+        )
+    )
 
 
 def _count(session: Session, campaign: int, read: int, rejected: list[InvalidRow]) -> None:
