@@ -20,6 +20,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+#: Execution option of read-only sessions (see ``Database.reads``).
+READ_ONLY = "optgate_read_only"
+
 
 def make_engine(database_url: str, **options: Any) -> Engine:
     """An engine for ``database_url`` with optgate's connection settings."""
@@ -54,7 +57,10 @@ def _sqlite_engine(database_url: str, database: str | None, **options: Any) -> E
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read-only session (Database.reads) must not take the write lock: a
+        # long export would stop every webhook. WAL gives it a snapshot anyway.
+        reading = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -66,6 +72,11 @@ class Database:
         self.url = database_url
         self.engine = make_engine(database_url, **options)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        #: Sessions for long reads (exports, reports) that never write: on
+        #: SQLite they do not hold the write lock.
+        self.reads = sessionmaker(
+            self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -12,6 +12,7 @@ message on one line and exits 1; the web layer turns it into a JSON 4xx.
     │                      the address, unknown scope, ...)
     ├── InvalidMessage     a message or campaign that cannot be queued (empty body,
     │                      unknown kind or topic, a time without a zone, ...)
+    ├── InvalidRequest     an API request with a field or parameter we cannot use
     ├── NotFound           a line, organisation or address that does not exist
     ├── Conflict           the thing exists already, differently
     └── ConsentRefused     the consent rules forbid the change (HTTP 409); `hint` says
@@ -58,6 +59,10 @@ class InvalidChange(OptgateError):
 
 class InvalidMessage(OptgateError):
     """A message or campaign that cannot be queued as asked."""
+
+
+class InvalidRequest(OptgateError):
+    """An API request whose field or query parameter cannot be used as given."""
 
 
 class NotFound(OptgateError):

@@ -149,7 +149,7 @@ def _is_our_line(session: Session, address: Address) -> bool:
     return session.scalar(sa.select(Line.id).where(Line.address == address.value)) is not None
 
 
-def _scope(matcher: Matcher, line: Line) -> Scope:
+def keyword_scope(matcher: Matcher, line: Line) -> Scope:
     """Where the contact's keyword applies: the organisation (when its setting says so),
     else the line's group (a Messaging Service stops as a whole, as at Twilio), else the line."""
     if matcher.config.organization.opt_out_scope == "organization":
@@ -187,7 +187,7 @@ def _apply_consent(
             ledger.Change(
                 organization_id=line.organization_id,
                 address=sender,
-                scope=_scope(matcher, line),
+                scope=keyword_scope(matcher, line),
                 status=status,
                 source=source,
                 actor=sender.value if source is Source.KEYWORD else text.provider,

@@ -289,6 +289,14 @@ class Message(Base):
         # The STOP webhook's wait for hand-offs in flight (app/handoff.py) and
         # the bounce count look messages up by recipient.
         sa.Index(None, "organization_id", "address"),
+        # The review queue: the few texts still waiting for a person.
+        sa.Index(
+            "ix_messages_review_queue",
+            "organization_id",
+            "id",
+            postgresql_where=sa.text("needs_review AND review_outcome IS NULL"),
+            sqlite_where=sa.text("needs_review AND review_outcome IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True)
@@ -308,6 +316,10 @@ class Message(Base):
     provider_message_id: Mapped[str | None] = mapped_column(sa.String(64))
     #: Inbound text that may be a revocation in words: a person decides (R10).
     needs_review: Mapped[bool] = mapped_column(default=False)
+    #: How a person resolved it (``opt_out`` or ``dismissed``), who, and when.
+    review_outcome: Mapped[str | None] = mapped_column(sa.String(16))
+    reviewed_by: Mapped[str | None] = mapped_column(sa.String(200))
+    reviewed_at: Mapped[datetime | None]
     #: Inbound: what the matcher read (opt_out, help, none, ...).
     intent: Mapped[str | None] = mapped_column(sa.String(20))
     #: Inbound: the answer we gave, so a retried webhook gets the very same one.

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from app import create_app
+from app import create_app, heartbeat
 from app.keywords import load
 from app.settings import Settings
 
@@ -27,6 +27,10 @@ class _Server(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
         # Runs in each worker after the fork, so no process shares a
         # database connection with another.
         return create_app(self._settings)
+
+
+def _install_heartbeat(worker: Any) -> None:
+    heartbeat.install(worker.notify)
 
 
 def run_web(settings: Settings, bind: str, workers: int | None = None) -> None:
@@ -50,5 +54,7 @@ def run_web(settings: Settings, bind: str, workers: int | None = None) -> None:
         # optgate web processes would take it over from each other. We do not
         # use gunicornc, so none is opened.
         "control_socket_disable": True,
+        # Long exports and imports check in as they go (app/heartbeat.py).
+        "post_worker_init": _install_heartbeat,
     }
     _Server(settings, options).run()

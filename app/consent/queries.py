@@ -7,7 +7,7 @@ and what the HTTP API answers, so both stay the same.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from app.addresses import Address, AddressKind
 from app.consent import history
 from app.consent.history import FlagValue
-from app.consent.rules import ORGANIZATION_POINT, Decision, Point, decide
-from app.consent.values import EMAIL_CHANNELS, OVERALL, PHONE_CHANNELS, Channel, Flag
+from app.consent.rules import ORGANIZATION_POINT, Decision, Point, RecordState, decide
+from app.consent.values import EMAIL_CHANNELS, OVERALL, PHONE_CHANNELS, Channel, Flag, ScopeKind
 from app.errors import InvalidChange
 from app.lines import LineView, list_lines
 from app.models import ConsentEvent, Line, LineGroup, Organization
@@ -40,6 +40,10 @@ class AddressStatus:
     address: Address
     entries: list[Entry]
     flags: dict[Flag, FlagValue | None]
+    #: The stored records behind the entries (line, group and organisation scopes).
+    records: list[RecordState] = field(default_factory=list)
+    #: Names of the scopes of ``records`` (``line:3`` -> its number, ``group:2`` -> its name).
+    scope_names: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +51,7 @@ class AddressStatus:
             "organization": self.organization.name,
             "lines": [_entry_dict(entry) for entry in self.entries],
             "flags": {flag.value: _flag_dict(self.flags[flag]) for flag in Flag},
+            "records": [_record_dict(record, self.scope_names) for record in self.records],
         }
 
 
@@ -103,6 +108,8 @@ def address_status(
         address=address,
         entries=entries,
         flags={flag: state.flags.get(flag) for flag in Flag},
+        records=sorted(records, key=lambda record: record.seq),
+        scope_names=scope_names(session, [record.scope.key for record in records]),
     )
 
 
@@ -119,15 +126,39 @@ def address_history(
     if row is None:
         return []
     events = list(history.iter_history(session, row.id, after_seq=after_seq, limit=limit))
-    names = _scope_names(session, events)
+    names = scope_names(session, [event.scope for event in events])
     return [event_dict(event, names) for event in events]
 
 
-def event_dict(event: ConsentEvent, scope_names: dict[str, str]) -> dict[str, Any]:
+#: The columns of a history event, in order: the API's history, the CSV export.
+EVENT_COLUMNS = (
+    "id",
+    "seq",
+    "at",
+    "address",
+    "subject",
+    "scope",
+    "line",
+    "group",
+    "channel",
+    "topic",
+    "old",
+    "new",
+    "old_source",
+    "source",
+    "actor",
+    "reason",
+    "message_id",
+    "hash",
+)
+
+
+def event_dict(event: ConsentEvent | sa.Row[Any], scope_names: dict[str, str]) -> dict[str, Any]:
+    """One event as EVENT_COLUMNS (from the model, or a row of its columns)."""
     return {
         "id": event.id,
         "seq": event.seq,
-        "at": _iso(event.created_at),
+        "at": iso(event.created_at),
         "address": event.address,
         "subject": event.subject,
         "scope": event.scope.partition(":")[0],
@@ -146,9 +177,15 @@ def event_dict(event: ConsentEvent, scope_names: dict[str, str]) -> dict[str, An
     }
 
 
-def _scope_names(session: Session, events: list[ConsentEvent]) -> dict[str, str]:
-    line_ids = {event.line_id for event in events if event.line_id}
-    group_ids = {event.group_id for event in events if event.group_id}
+def scope_names(session: Session, scopes: Iterable[str]) -> dict[str, str]:
+    """Stored scopes (``line:3``, ``group:2``) -> the line's number or the group's name."""
+    line_ids, group_ids = set(), set()
+    for scope in scopes:
+        kind, _, ident = scope.partition(":")
+        if kind == ScopeKind.LINE:
+            line_ids.add(int(ident))
+        elif kind == ScopeKind.GROUP:
+            group_ids.add(int(ident))
     names: dict[str, str] = {}
     if line_ids:
         for line_id, address in session.execute(
@@ -161,6 +198,23 @@ def _scope_names(session: Session, events: list[ConsentEvent]) -> dict[str, str]
         ):
             names[f"group:{group_id}"] = name
     return names
+
+
+def _record_dict(record: RecordState, names: dict[str, str]) -> dict[str, Any]:
+    kind = record.scope.kind
+    return {
+        "scope": kind.value,
+        "line": names.get(record.scope.key) if kind is ScopeKind.LINE else None,
+        "group": names.get(record.scope.key) if kind is ScopeKind.GROUP else None,
+        "channel": record.channel.value,
+        "topic": record.topic or None,
+        "status": record.status.value,
+        "source": record.source.value,
+        "actor": record.actor,
+        "at": iso(record.at),
+        "reason": record.reason,
+        "message_id": record.message_id,
+    }
 
 
 def _entry_dict(entry: Entry) -> dict[str, Any]:
@@ -182,7 +236,7 @@ def _decision_dict(decision: Decision) -> dict[str, Any]:
         "because": decision.because.value,
         "source": record.source.value if record else None,
         "actor": record.actor if record else None,
-        "at": _iso(record.at) if record else None,
+        "at": iso(record.at) if record else None,
         "scope": record.scope.kind.value if record else None,
         "reason": record.reason if record else None,
         "message_id": record.message_id if record else None,
@@ -196,10 +250,11 @@ def _flag_dict(value: FlagValue | None) -> dict[str, Any]:
         "set": value.is_set,
         "source": value.source.value,
         "actor": value.actor,
-        "at": _iso(value.at),
+        "at": iso(value.at),
         "reason": value.reason,
     }
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
+    """UTC times as 2026-11-22T07:52:52Z."""
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

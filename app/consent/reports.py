@@ -1,0 +1,279 @@
+"""Reports over a whole organisation: the consent-event export and the snapshot (R5, R11, R20).
+
+Both stream: they read in keyset batches, each batch in its own short
+read-only transaction, and hold one batch at a time, so millions of rows
+cost the memory of a few thousand and no lock is held between batches (on
+SQLite a read-only session never takes the write lock; see ``Database.reads``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import groupby
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from app.consent import history
+from app.consent.queries import EVENT_COLUMNS, event_dict, iso
+from app.consent.rules import Point, RecordState, decide
+from app.consent.values import OVERALL, Channel, ScopeKind, Status
+from app.models import ConsentEvent, ConsentRecord, ContactAddress, Line, LineGroup
+
+#: Makes a read-only session (``Database.reads``).
+Reads = Callable[[], Session]
+
+_EVENT_FIELDS = [
+    getattr(ConsentEvent, name)
+    for name in (
+        "id",
+        "seq",
+        "created_at",
+        "address",
+        "subject",
+        "scope",
+        "line_id",
+        "group_id",
+        "channel",
+        "topic",
+        "old_value",
+        "new_value",
+        "old_source",
+        "source",
+        "actor",
+        "reason",
+        "message_id",
+        "hash",
+    )
+]
+
+
+def _covering_scopes(lines: Iterable[Line]) -> set[str]:
+    """The stored scopes whose records apply on any of ``lines``."""
+    scopes = {ScopeKind.ORGANIZATION.value}
+    for line in lines:
+        scopes.add(f"line:{line.id}")
+        if line.group_id is not None:
+            scopes.add(f"group:{line.group_id}")
+    return scopes
+
+
+# -- the consent-event export -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    organization_id: int
+    #: From (inclusive) and until (exclusive); None: no bound.
+    since: datetime | None = None
+    until: datetime | None = None
+    #: Only events that apply on these lines: their own, their groups' and the
+    #: organisation's (flags are organisation-wide). Empty: every event.
+    lines: Sequence[Line] = ()
+
+    def where(self) -> list[sa.ColumnElement[bool]]:
+        clauses = [ConsentEvent.organization_id == self.organization_id]
+        if self.since is not None:
+            clauses.append(ConsentEvent.created_at >= self.since)
+        if self.until is not None:
+            clauses.append(ConsentEvent.created_at < self.until)
+        if self.lines:
+            clauses.append(ConsentEvent.scope.in_(_covering_scopes(self.lines)))
+        return clauses
+
+
+def count_events(reads: Reads, wanted: EventFilter) -> int:
+    """How many events ``iter_events`` will give (for a progress bar)."""
+    with reads() as session:
+        return int(
+            session.scalar(
+                sa.select(sa.func.count()).select_from(ConsentEvent).where(*wanted.where())
+            )
+            or 0
+        )
+
+
+def iter_events(reads: Reads, wanted: EventFilter, batch: int = 5000) -> Iterator[dict[str, Any]]:
+    """The events, oldest first (by id), as ``queries.event_dict`` rows."""
+    names = _scope_names(reads, wanted.organization_id)
+    query = sa.select(*_EVENT_FIELDS).where(*wanted.where()).order_by(ConsentEvent.id).limit(batch)
+    last = 0
+    while True:
+        with reads() as session:
+            rows = session.execute(query.where(ConsentEvent.id > last)).all()
+        for row in rows:
+            yield event_dict(row, names)
+        if len(rows) < batch:
+            return
+        last = rows[-1].id
+
+
+def _scope_names(reads: Reads, organization_id: int) -> dict[str, str]:
+    with reads() as session:
+        lines = session.execute(
+            sa.select(Line.id, Line.address).where(Line.organization_id == organization_id)
+        ).all()
+        groups = session.execute(
+            sa.select(LineGroup.id, LineGroup.name).where(
+                LineGroup.organization_id == organization_id
+            )
+        ).all()
+    names = {f"line:{line_id}": address for line_id, address in lines}
+    names.update({f"group:{group_id}": name for group_id, name in groups})
+    return names
+
+
+# -- the snapshot -----------------------------------------------------------------------
+
+#: The columns of a snapshot row, in order (CSV header and JSON keys).
+SNAPSHOT_COLUMNS = ("address", "line", "status", "source", "actor", "at", "scope", "because")
+
+
+@dataclass
+class Snapshot:
+    """For chosen lines: each number's status on each of them, with counts.
+
+    ``rows()`` streams (address, line, status, ...) for every number whose
+    status there is ``status`` (or, without it, opted_in or opted_out: a
+    number with no record on a line is not defined there and not listed).
+    ``counts`` fills as ``rows()`` runs: per line, how many numbers are opted
+    in and opted out (whatever ``status`` lists), and ``numbers`` the
+    distinct numbers listed.
+    """
+
+    organization_id: int
+    lines: Sequence[Line]
+    status: Status | None = None
+    #: A topic id: the status for that topic (the overall one when None).
+    topic: str | None = None
+    counts: dict[str, Counter[str]] = field(default_factory=dict)
+    numbers: int = 0
+
+    def rows(self, reads: Reads, batch: int = 2000) -> Iterator[dict[str, Any]]:
+        self.counts = {line.address: Counter() for line in self.lines}
+        self.numbers = 0
+        points = [(line.address, Point(line.id, line.group_id)) for line in self.lines]
+        topic = self.topic or OVERALL
+        for value, records in self._records(reads, batch):
+            listed = False
+            for address, point in points:
+                decision = decide(records, point, Channel.SMS, topic)
+                if decision.status is Status.NOT_DEFINED:
+                    continue
+                self.counts[address][decision.status.value] += 1
+                if self.status is not None and decision.status is not self.status:
+                    continue
+                listed = True
+                record = decision.record
+                assert record is not None  # a defined status has its record
+                yield {
+                    "address": value,
+                    "line": address,
+                    "status": decision.status.value,
+                    "source": record.source.value,
+                    "actor": record.actor,
+                    "at": iso(record.at),
+                    "scope": record.scope.kind.value,
+                    "because": decision.because.value,
+                }
+            self.numbers += listed
+
+    def counts_dict(self) -> dict[str, dict[str, int]]:
+        return {
+            line: {status: counts[status] for status in (Status.OPTED_IN, Status.OPTED_OUT)}
+            for line, counts in self.counts.items()
+        }
+
+    def _records(self, reads: Reads, batch: int) -> Iterator[tuple[str, list[RecordState]]]:
+        """(address, its records that can decide on the lines), by address id, a batch
+        of addresses per read transaction."""
+        topics = {OVERALL, self.topic or OVERALL}
+        applies = (
+            ContactAddress.organization_id == self.organization_id,
+            ConsentRecord.scope.in_(_covering_scopes(self.lines)),
+            ConsentRecord.channel.in_([Channel.SMS, Channel.ALL]),
+            ConsentRecord.topic.in_(topics),
+        )
+        next_ids = (
+            sa.select(ConsentRecord.address_id)
+            .join(ContactAddress, ContactAddress.id == ConsentRecord.address_id)
+            .where(*applies)
+            .group_by(ConsentRecord.address_id)
+            .order_by(ConsentRecord.address_id)
+            .limit(batch)
+        )
+        last = 0
+        while True:
+            with reads() as session:
+                ids = list(session.scalars(next_ids.where(ConsentRecord.address_id > last)))
+                if not ids:
+                    return
+                found = session.execute(
+                    sa.select(ConsentRecord, ContactAddress.value)
+                    .join(ContactAddress, ContactAddress.id == ConsentRecord.address_id)
+                    .where(ConsentRecord.address_id.in_(ids), *applies)
+                    .order_by(ConsentRecord.address_id)
+                ).all()
+                states = [(value, history.record_state(row)) for row, value in found]
+            for value, group in groupby(states, key=lambda item: item[0]):
+                yield value, [record for _value, record in group]
+            if len(ids) < batch:
+                return
+            last = ids[-1]
+
+
+# -- CSV --------------------------------------------------------------------------------
+
+#: Characters that make a spreadsheet read a cell as a formula (CSV injection).
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_chunks(
+    columns: Sequence[str],
+    rows: Iterable[dict[str, Any]],
+    *,
+    free_text: Iterable[str] = ("actor", "reason"),
+    chunk_rows: int = 1000,
+) -> Iterator[str]:
+    """``rows`` as CSV text with a header, a few hundred kilobytes at a time.
+
+    Free-text columns (written by people or contacts) that start like a
+    formula get a leading apostrophe, so a spreadsheet shows them as text
+    instead of running them. Numbers such as +14155550100 are left alone.
+    """
+    guarded = set(free_text)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for count, row in enumerate(rows, start=1):
+        writer.writerow([_cell(row[name], name in guarded) for name in columns])
+        if count % chunk_rows == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _cell(value: Any, guarded: bool) -> Any:
+    if value is None:
+        return ""
+    if guarded and isinstance(value, str) and value.startswith(_FORMULA):
+        return "'" + value
+    return value
+
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "SNAPSHOT_COLUMNS",
+    "EventFilter",
+    "Snapshot",
+    "count_events",
+    "csv_chunks",
+    "iter_events",
+]

@@ -1,0 +1,141 @@
+"""Messages and campaigns: queue them, read them back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from flask import g, jsonify, url_for
+from flask.typing import ResponseReturnValue
+
+from app.consent.policy import MEANINGS, BlockReason
+from app.errors import InvalidMessage, NotFound
+from app.models import Campaign, Direction, Line, Message
+from app.settings import Role
+from app.web import session
+from app.web.api import Fields, blueprint, iso, json_object, outbox, requires
+
+# -- messages ---------------------------------------------------------------------------
+
+
+@blueprint.post("/messages")
+@requires(Role.AGENT)
+def create_message() -> ResponseReturnValue:
+    """Queue one message; 202 with its id (the worker decides at send time)."""
+    fields = Fields(json_object(), InvalidMessage)
+    message_id = outbox().message(
+        line=fields.text("line"),
+        to=fields.text("to"),
+        body=fields.text("body"),
+        kind=fields.text("kind"),
+        topic=fields.optional_text("topic"),
+        require_opt_in=fields.flag("require_opt_in"),
+        campaign=fields.optional_int("campaign"),
+        send_at=fields.time("send_at"),
+        created_by=g.api_token.name,
+    )
+    answer = {"id": message_id, "status": "queued", "url": url_for(".message", id=message_id)}
+    return jsonify(answer), 202
+
+
+@blueprint.get("/messages/<int:id>")
+@requires(Role.AGENT)
+def message(id: int) -> ResponseReturnValue:
+    row = session().get(Message, id)
+    if row is None or row.direction is not Direction.OUTBOUND:
+        raise NotFound(f"there is no outbound message {id}")
+    line = session().get(Line, row.line_id)
+    return jsonify(message_dict(row, line.address if line else None))
+
+
+def message_dict(row: Message, line: str | None) -> dict[str, Any]:
+    reason = BlockReason(row.block_reason) if row.block_reason else None
+    return {
+        "id": row.id,
+        "line": line,
+        "to": row.address,
+        "kind": row.kind.value if row.kind else None,
+        "topic": row.topic,
+        "campaign": row.campaign_id,
+        "status": row.status.value,
+        "block_reason": reason.value if reason else None,
+        "block_meaning": MEANINGS[reason] if reason else None,
+        "provider": row.provider,
+        "provider_message_id": row.provider_message_id,
+        "error_code": row.error_code,
+        "error": (row.meta or {}).get("error"),
+        "attempts": row.attempts,
+        "send_at": iso(row.send_at),
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+        "sent_at": iso(row.sent_at),
+    }
+
+
+# -- campaigns --------------------------------------------------------------------------
+
+
+@blueprint.post("/campaigns")
+@requires(Role.MANAGER)
+def create_campaign() -> ResponseReturnValue:
+    """Queue a campaign; 202 with what was queued and every invalid row."""
+    data = json_object()
+    fields = Fields(data, InvalidMessage)
+    recipients = data.get("recipients")
+    if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
+        raise InvalidMessage("recipients: expected a list of phone numbers as strings")
+    if not recipients:
+        raise InvalidMessage("recipients: the list is empty")
+    queued = outbox().campaign(
+        line=fields.text("line"),
+        recipients=recipients,
+        body=fields.text("body"),
+        topic=fields.optional_text("topic"),
+        require_opt_in=fields.flag("require_opt_in"),
+        kind=fields.optional_text("kind") or "marketing",
+        name=fields.optional_text("name"),
+        send_at=fields.time("send_at"),
+        created_by=g.api_token.name,
+    )
+    answer = {**queued.as_dict(), "url": url_for(".campaign", id=queued.id)}
+    return jsonify(answer), 202
+
+
+@blueprint.get("/campaigns/<int:id>")
+@requires(Role.AGENT)
+def campaign(id: int) -> ResponseReturnValue:
+    db = session()
+    row = db.get(Campaign, id)
+    if row is None:
+        raise NotFound(f"there is no campaign {id}")
+    line = db.get(Line, row.line_id)
+    counts = db.execute(
+        sa.select(Message.status, Message.block_reason, sa.func.count())
+        .where(Message.campaign_id == id)
+        .group_by(Message.status, Message.block_reason)
+    ).all()
+    by_status: dict[str, int] = {}
+    by_reason: dict[str, int] = {}
+    for status, reason, count in counts:
+        by_status[status.value] = by_status.get(status.value, 0) + count
+        if reason:
+            by_reason[reason] = by_reason.get(reason, 0) + count
+    return jsonify(
+        {
+            "id": row.id,
+            "line": line.address if line else None,
+            "name": row.name,
+            "kind": row.kind.value,
+            "topic": row.topic,
+            "require_opt_in": row.require_opt_in,
+            "created_by": row.created_by,
+            "created_at": iso(row.created_at),
+            "loading": row.enqueued_at is None,
+            "recipients": row.recipients,
+            "invalid": row.invalid,
+            "invalid_rows": row.invalid_rows or [],
+            "messages": sum(by_status.values()),
+            "by_status": by_status,
+            "blocked_by_reason": by_reason,
+        }
+    )

@@ -1,0 +1,107 @@
+"""The review queue (texts that may be a revocation in words) and the keyword tester."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import jsonify, request, url_for
+from flask.typing import ResponseReturnValue
+
+from app import handoff, review
+from app.addresses import normalize_line
+from app.errors import InvalidChange, InvalidRequest
+from app.models import Line, LineGroup
+from app.settings import Role
+from app.web import database, keywords, session, settings
+from app.web.api import (
+    Fields,
+    actor_of,
+    blueprint,
+    json_object,
+    organization,
+    query_choice,
+    query_int,
+    requires,
+)
+from app.web.api.contacts import event_dicts
+
+#: The most texts one page of the queue holds.
+MOST_TEXTS = 500
+
+
+@blueprint.get("/review")
+@requires(Role.AGENT)
+def review_queue() -> ResponseReturnValue:
+    """Texts waiting for a person, oldest first (``state=resolved``: those done)."""
+    org = organization()
+    state = query_choice("state", ["pending", "resolved"], "pending")
+    after = query_int("after", 0, 0, 2**63 - 1)
+    limit = query_int("limit", 100, 1, MOST_TEXTS)
+    found = review.pending(
+        session(), org.id, after_id=after, limit=limit, resolved=state == "resolved"
+    )
+    texts = [review.review_dict(message, line) for message, line in found]
+    following = None
+    if len(texts) == limit:
+        arguments = {"state": state, "after": texts[-1]["id"], "limit": limit}
+        if "organization" in request.args:
+            arguments["organization"] = org.name
+        following = url_for(".review_queue", **arguments)
+    return jsonify({"texts": texts, "next": following})
+
+
+@blueprint.post("/review/<int:id>")
+@requires(Role.AGENT)
+def resolve(id: int) -> ResponseReturnValue:
+    """Resolve one text: ``opt_out`` (through the ledger) or ``dismissed``."""
+    fields = Fields(json_object(), InvalidChange)
+    resolution = review.Resolution(fields.choice("resolution", list(review.Resolution)))
+    db = session()
+    message, outcome = review.resolve(
+        db,
+        keywords().matcher,
+        settings().default_region,
+        id,
+        resolution,
+        actor=actor_of(fields.text("actor")),
+        reason=fields.optional_text("reason"),
+        topic=fields.optional_text("topic"),
+    )
+    events = event_dicts(outcome.events)
+    line = db.get(Line, message.line_id)
+    answer = {**review.review_dict(message, line.address if line else ""), "events": events}
+    db.commit()
+    if outcome.changed:
+        handoff.wait_for_hand_offs(database().sessions, message.organization_id, message.address)
+    return jsonify(answer)
+
+
+@blueprint.post("/keywords/test")
+@requires(Role.AGENT)
+def test_keywords() -> ResponseReturnValue:
+    """What the keyword config in force does with ``text`` sent to ``line``."""
+    fields = Fields(json_object(), InvalidRequest)
+    text = fields.optional_text("text")
+    if text is None:
+        raise InvalidRequest("text: required, a string (it may be empty)")
+    raw_line = fields.optional_text("line")
+    line = normalize_line(raw_line, settings().default_region).value if raw_line else None
+    group = None
+    if line is not None:
+        group = session().scalar(
+            sa.select(LineGroup.name)
+            .join(Line, Line.group_id == LineGroup.id)
+            .where(Line.address == line)
+        )
+    store = keywords()
+    intent = store.matcher.match(text, line=line, group=group)
+    return jsonify(
+        {
+            **intent.as_dict(text),
+            "topics": list(intent.topics),
+            "keyword": intent.keyword,
+            "exact": intent.exact,
+            "line": line,
+            "group": group,
+            "config": store.status(),
+        }
+    )
