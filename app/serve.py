@@ -33,7 +33,9 @@ def _install_heartbeat(worker: Any) -> None:
     heartbeat.install(worker.notify)
 
 
-def run_web(settings: Settings, bind: str, workers: int | None = None) -> None:
+def run_web(
+    settings: Settings, bind: str, workers: int | None = None, *, timeout: int = 30
+) -> None:
     """Serve until stopped. Settings and keywords.yaml are checked before gunicorn starts.
 
     Raises:
@@ -44,7 +46,7 @@ def run_web(settings: Settings, bind: str, workers: int | None = None) -> None:
         "bind": bind,
         "workers": workers or int(os.environ.get("WEB_CONCURRENCY", "2")),
         "worker_class": "sync",
-        "timeout": 30,
+        "timeout": timeout,
         "graceful_timeout": 10,
         "accesslog": "-",
         "errorlog": "-",

@@ -300,3 +300,54 @@ def test_a_signed_stop_through_gunicorn_is_committed_before_the_answer(
         shown = queries.address_status(session, org, normalize("+14155550199")).as_dict()
     database.dispose()
     assert shown["lines"][0]["status"] == "opted_out"
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_a_long_import_is_not_killed_by_the_web_servers_timeout(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """gunicorn replaces a worker silent for --timeout seconds; a long import checks in."""
+    from app.db import Database
+    from app.models import ConsentEvent
+
+    port = free_port()
+    secret = "m" * 32
+    database_url = f"sqlite:///{tmp_path}/long.sqlite3"
+    env = environment(
+        tmp_path,
+        OPTGATE_DATABASE_URL=database_url,
+        OPTGATE_REDIS_URL=redis_url,
+        OPTGATE_API_TOKENS=f"ops:manager:{secret}",
+    )
+    assert run(["db", "upgrade"], env, tmp_path).returncode == 0
+    assert run(["lines", "add", "+14155550100"], env, tmp_path).returncode == 0
+    rows = 6000  # several seconds of work on SQLite: far beyond the 2 s timeout
+    body = "address,status\n" + "".join(f"+1415556{n:04d},opted_out\n" for n in range(rows))
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/imports/consent?actor=ops",
+        data=body.encode(),
+        headers={"Authorization": f"Bearer {secret}", "Content-Type": "text/csv"},
+        method="POST",
+    )
+    with cleaned_up(tmp_path):
+        web = start(
+            ["web", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--timeout", "2"],
+            env,
+            tmp_path,
+        )
+        wait_ready(f"http://127.0.0.1:{port}", web, tmp_path, timeout=20)
+        started = time.monotonic()
+        with urllib.request.urlopen(request, timeout=120) as response:
+            answer = json.load(response)
+        took = time.monotonic() - started
+        web.send_signal(signal.SIGTERM)
+        web.wait(timeout=15)
+
+    assert took > 2 * 2, f"the import took {took:.1f} s: too fast to prove anything"
+    assert (answer["rows"], answer["applied"]) == (rows, rows)
+    assert "WORKER TIMEOUT" not in output(tmp_path)
+    database = Database(database_url)
+    with database.transaction() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(ConsentEvent)) == rows
+    database.dispose()

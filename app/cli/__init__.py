@@ -53,11 +53,14 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from app.cli import consent, db, keywords, lines, outbound, run
+    from app.cli import consent, db, keywords, lines, outbound, reports, run
 
     cli.add_command(db.db)
     cli.add_command(lines.lines)
     cli.add_command(consent.consent)
+    consent.consent.add_command(reports.export)
+    consent.consent.add_command(reports.snapshot)
+    consent.consent.add_command(reports.import_)
     cli.add_command(keywords.keywords)
     cli.add_command(run.web)
     cli.add_command(run.worker)

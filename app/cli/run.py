@@ -17,12 +17,20 @@ from app.cli import Context, pass_context
 @click.option(
     "--workers", type=click.IntRange(1, 64), help="Web processes (default: WEB_CONCURRENCY or 2)."
 )
+@click.option(
+    "--timeout",
+    type=click.IntRange(2, 3600),
+    default=30,
+    show_default=True,
+    help="Seconds a web process may go without progress before it is replaced "
+    "(long exports and imports report progress as they go).",
+)
 @pass_context
-def web(context: Context, bind: str, workers: int | None) -> None:
+def web(context: Context, bind: str, workers: int | None, timeout: int) -> None:
     """Serve the web app (webhooks, API, health checks) with gunicorn."""
     from app.serve import run_web
 
-    run_web(context.settings, bind, workers)
+    run_web(context.settings, bind, workers, timeout=timeout)
 
 
 @click.command()

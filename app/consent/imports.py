@@ -52,6 +52,7 @@ class BadFile(OptgateError):
     def __init__(self, line: int, message: str) -> None:
         super().__init__(f"line {line}: {message}")
         self.line = line
+        self.problem = message
 
 
 @dataclass(frozen=True)
@@ -143,10 +144,13 @@ class _Resolver:
         self.region = region
         self.lines: dict[str, Line] = {}
         self.groups: dict[str, int] = {}
-        self._session = session
+        self.use(session)
 
     def use(self, session: Session) -> None:
+        """Work in ``session`` (a batch's) from now on, with the organisation's lines as
+        they are now."""
         self._session = session
+        self.structure = ledger.load_structure(session, self.organization.id)
 
     def line(self, raw: str) -> Line:
         if raw not in self.lines:
@@ -228,7 +232,7 @@ def _apply_row(session: Session, row: Row, resolver: _Resolver, actor: str) -> R
             if isinstance(change, ledger.FlagChange):
                 outcome = ledger.set_flag(session, change)
             else:
-                outcome = ledger.apply(session, change)
+                outcome = ledger.apply(session, change, resolver.structure)
     except ConsentRefused as refused:
         return RowResult(number, raw, "refused", refused.reason, refused.hint)
     except (InvalidAddress, InvalidChange, NotFound) as error:
@@ -268,7 +272,8 @@ def run(
         with database.transaction() as session:
             if resolver is None:
                 resolver = _Resolver(session, organization, region)
-            resolver.use(session)
+            else:
+                resolver.use(session)
             results = [_apply_row(session, row, resolver, actor) for row in pending]
         pending.clear()
         for result in results:

@@ -122,8 +122,12 @@ class Outcome:
         return bool(self.events)
 
 
-def apply(session: Session, change: Change) -> Outcome:
+def apply(session: Session, change: Change, structure: Structure | None = None) -> Outcome:
     """Apply one consent change under the rules, in the caller's transaction.
+
+    Args:
+        structure: the organisation's lines and groups, when the caller applies
+            many changes and has loaded it once (``load_structure``).
 
     Raises:
         InvalidChange: the change's parts do not fit (wrong channel, foreign line, ...).
@@ -134,7 +138,8 @@ def apply(session: Session, change: Change) -> Outcome:
     if not change.actor.strip():
         raise InvalidChange("a change needs an actor: who made it")
     topic = _topic(change.topic)
-    structure = load_structure(session, change.organization_id)
+    if structure is None:
+        structure = load_structure(session, change.organization_id)
     _check_fits(change, structure)
     row = lock_address(session, change.organization_id, change.address)
     # Only a non-contact opt-in looks at the flags (do-not-contact). An address

@@ -13,7 +13,7 @@ import io
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from itertools import groupby
 from typing import Any
 
@@ -65,6 +65,25 @@ def _covering_scopes(lines: Iterable[Line]) -> set[str]:
 
 
 # -- the consent-event export -----------------------------------------------------------
+
+
+def parse_bound(value: str) -> datetime:
+    """A report's time bound: an ISO 8601 time with its offset, or a day (midnight UTC).
+
+    Raises:
+        ValueError: with a message that says what is expected.
+    """
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(), UTC)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a day such as 2026-12-01 or a time such as 2026-12-01T09:00:00-05:00"
+        ) from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{value!r} has no time zone offset (add Z or -05:00)")
+    return moment
 
 
 @dataclass(frozen=True)
@@ -184,6 +203,27 @@ class Snapshot:
                 }
             self.numbers += listed
 
+    def count_numbers(self, reads: Reads) -> int:
+        """How many numbers have a record that can decide on the lines (for a progress bar)."""
+        with reads() as session:
+            return int(
+                session.scalar(
+                    sa.select(sa.func.count(sa.distinct(ConsentRecord.address_id)))
+                    .join(ContactAddress, ContactAddress.id == ConsentRecord.address_id)
+                    .where(*self._applies())
+                )
+                or 0
+            )
+
+    def _applies(self) -> tuple[sa.ColumnElement[bool], ...]:
+        """The records that can decide a status on the lines."""
+        return (
+            ContactAddress.organization_id == self.organization_id,
+            ConsentRecord.scope.in_(_covering_scopes(self.lines)),
+            ConsentRecord.channel.in_([Channel.SMS, Channel.ALL]),
+            ConsentRecord.topic.in_({OVERALL, self.topic or OVERALL}),
+        )
+
     def counts_dict(self) -> dict[str, dict[str, int]]:
         return {
             line: {status: counts[status] for status in (Status.OPTED_IN, Status.OPTED_OUT)}
@@ -193,13 +233,7 @@ class Snapshot:
     def _records(self, reads: Reads, batch: int) -> Iterator[tuple[str, list[RecordState]]]:
         """(address, its records that can decide on the lines), by address id, a batch
         of addresses per read transaction."""
-        topics = {OVERALL, self.topic or OVERALL}
-        applies = (
-            ContactAddress.organization_id == self.organization_id,
-            ConsentRecord.scope.in_(_covering_scopes(self.lines)),
-            ConsentRecord.channel.in_([Channel.SMS, Channel.ALL]),
-            ConsentRecord.topic.in_(topics),
-        )
+        applies = self._applies()
         next_ids = (
             sa.select(ConsentRecord.address_id)
             .join(ContactAddress, ContactAddress.id == ConsentRecord.address_id)

@@ -23,6 +23,7 @@ from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import BadRequest, Forbidden, Unauthorized
 
 from app.addresses import Address, normalize
+from app.consent.reports import parse_bound
 from app.errors import InvalidRequest, NotFound, OptgateError
 from app.lines import find_organization
 from app.models import Organization
@@ -165,8 +166,14 @@ def query_int(name: str, default: int, least: int, most: int) -> int:
 
 
 def query_time(name: str) -> datetime | None:
+    """A report's bound from the query string: a day (midnight UTC) or a time with offset."""
     raw = request.args.get(name)
-    return None if raw is None else parse_time(name, raw, InvalidRequest)
+    if raw is None:
+        return None
+    try:
+        return parse_bound(raw)
+    except ValueError as error:
+        raise InvalidRequest(f"{name}: {error}") from None
 
 
 def query_choice(name: str, choices: Iterable[str], default: str | None) -> str | None:
