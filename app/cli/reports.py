@@ -77,6 +77,7 @@ def _progress(length: int, label: str) -> Any:
         label=label,
         file=sys.stderr if sys.stderr.isatty() else io.StringIO(),
         show_pos=True,
+        show_percent=True,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from app.addresses import AddressKind
 from app.consent import history
 from app.consent.queries import EVENT_COLUMNS, event_dict, iso
 from app.consent.rules import Point, RecordState, decide
@@ -29,7 +31,8 @@ from app.models import ConsentEvent, ConsentRecord, ContactAddress, Line, LineGr
 #: Makes a read-only session (``Database.reads``).
 Reads = Callable[[], Session]
 
-_EVENT_FIELDS = [
+#: The event columns the export reads (what ``queries.event_dict`` needs).
+EVENT_FIELDS = [
     getattr(ConsentEvent, name)
     for name in (
         "id",
@@ -121,7 +124,7 @@ def count_events(reads: Reads, wanted: EventFilter) -> int:
 def iter_events(reads: Reads, wanted: EventFilter, batch: int = 5000) -> Iterator[dict[str, Any]]:
     """The events, oldest first (by id), as ``queries.event_dict`` rows."""
     names = _scope_names(reads, wanted.organization_id)
-    query = sa.select(*_EVENT_FIELDS).where(*wanted.where()).order_by(ConsentEvent.id).limit(batch)
+    query = sa.select(*EVENT_FIELDS).where(*wanted.where()).order_by(ConsentEvent.id).limit(batch)
     last = 0
     while True:
         with reads() as session:
@@ -219,6 +222,8 @@ class Snapshot:
         """The records that can decide a status on the lines."""
         return (
             ContactAddress.organization_id == self.organization_id,
+            # An email address has no status on a line, even with an "all" record.
+            ContactAddress.kind != AddressKind.EMAIL,
             ConsentRecord.scope.in_(_covering_scopes(self.lines)),
             ConsentRecord.channel.in_([Channel.SMS, Channel.ALL]),
             ConsentRecord.topic.in_({OVERALL, self.topic or OVERALL}),
@@ -266,6 +271,8 @@ class Snapshot:
 
 #: Characters that make a spreadsheet read a cell as a formula (CSV injection).
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
+#: A contact's own number as actor (+14155550123): a number to a spreadsheet, not a formula.
+_PHONE_NUMBER = re.compile(r"\+[0-9]{1,15}")
 
 
 def csv_chunks(
@@ -284,9 +291,14 @@ def csv_chunks(
     guarded = set(free_text)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+    # csv quotes only fields holding the line terminator's characters: a lone
+    # "\r" would end the row early in every reader. Such rows are fully quoted.
+    quoting = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(columns)
     for count, row in enumerate(rows, start=1):
-        writer.writerow([_cell(row[name], name in guarded) for name in columns])
+        cells = [_cell(row[name], name in guarded) for name in columns]
+        returns = any(isinstance(cell, str) and "\r" in cell for cell in cells)
+        (quoting if returns else writer).writerow(cells)
         if count % chunk_rows == 0:
             yield buffer.getvalue()
             buffer.seek(0)
@@ -297,7 +309,12 @@ def csv_chunks(
 def _cell(value: Any, guarded: bool) -> Any:
     if value is None:
         return ""
-    if guarded and isinstance(value, str) and value.startswith(_FORMULA):
+    if (
+        guarded
+        and isinstance(value, str)
+        and value.startswith(_FORMULA)
+        and not _PHONE_NUMBER.fullmatch(value)
+    ):
         return "'" + value
     return value
 
