@@ -21,16 +21,13 @@ import argparse
 import os
 import platform
 import statistics
-import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
+import scratch
 import sqlalchemy as sa
 
-from app import migrate
 from app.addresses import normalize
 from app.consent import ledger, queries
 from app.consent.values import Scope, Source, Status
@@ -101,7 +98,7 @@ def bench(database: Database, count: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=1000)
-    parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--postgres", default=scratch.DEFAULT_POSTGRES)
     args = parser.parse_args()
 
     print(f"machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}")
@@ -109,24 +106,10 @@ def main() -> None:
         f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {args.count} operations x 3 runs, median\n"
     )
     print("| database | case | ops/s | ratio to baseline |\n|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as folder:
-        url = f"sqlite:///{Path(folder) / 'bench.sqlite3'}"
-        migrate.upgrade(url)
-        report("SQLite (WAL)", bench(Database(url), args.count))
-
-    admin = sa.create_engine(args.postgres, isolation_level="AUTOCOMMIT")
-    name = f"optgate_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        url = sa.engine.make_url(args.postgres).set(database=name).render_as_string(False)
-        migrate.upgrade(url)
+    for label, url in scratch.both(args.postgres):
         database = Database(url)
-        report("PostgreSQL", bench(database, args.count))
+        report(label, bench(database, args.count))
         database.dispose()
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def report(label: str, results: dict[str, float]) -> None:

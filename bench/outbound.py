@@ -24,18 +24,16 @@ import platform
 import subprocess
 import sys
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
+import scratch
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app import migrate
 from app.addresses import normalize_line
 from app.db import Database
 from app.lines import add_line, get_or_create_organization
@@ -140,58 +138,53 @@ def main() -> None:
     parser.add_argument("--enqueue-only", action="store_true", help="skip the sending cases")
     args = parser.parse_args()
 
-    admin = sa.create_engine(args.postgres, isolation_level="AUTOCOMMIT")
-    name = f"optgate_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
     queue = redis.Redis.from_url(args.redis)
     queue.flushdb()
-    try:
-        migrate.upgrade(url)
-        database = Database(url)
-        with database.transaction() as session:
-            add_line(session, normalize_line(LINE), get_or_create_organization(session, "bench"))
-        with running_stub(free_port(), delay=args.latency) as stub:
-            settings = Settings(keywords_path=SHIPPED_KEYWORDS).replace(
-                database_url=url,
-                redis_url=args.redis,
-                twilio_api_url=stub.url,
-                twilio_account_sid=TWILIO_SID,
-                twilio_auth_token=TWILIO_TOKEN,
-                quiet_hours="off",
-                send_concurrency=str(args.concurrency),
-            )
-            print(f"# {platform.node()} · {os.cpu_count()} CPU · Python {platform.python_version()}"
-                  f" · {datetime.now(UTC):%Y-%m-%d} · provider latency {args.latency * 1000:.0f} ms"
-                  f" · {args.concurrency} sends in flight per worker")  # fmt: skip
-            print("| case | messages/s | ratio to baseline |")
+    with scratch.postgres_database(args.postgres) as url:
+        try:
+            database = Database(url)
+            with database.transaction() as session:
+                add_line(
+                    session, normalize_line(LINE), get_or_create_organization(session, "bench")
+                )
+            with running_stub(free_port(), delay=args.latency) as stub:
+                settings = Settings(keywords_path=SHIPPED_KEYWORDS).replace(
+                    database_url=url,
+                    redis_url=args.redis,
+                    twilio_api_url=stub.url,
+                    twilio_account_sid=TWILIO_SID,
+                    twilio_auth_token=TWILIO_TOKEN,
+                    quiet_hours="off",
+                    send_concurrency=str(args.concurrency),
+                )
+                print(f"# {platform.node()} · {os.cpu_count()} CPU · "
+                      f"Python {platform.python_version()} · {datetime.now(UTC):%Y-%m-%d} · "
+                      f"provider latency {args.latency * 1000:.0f} ms · "
+                      f"{args.concurrency} sends in flight per worker")  # fmt: skip
+                print("| case | messages/s | ratio to baseline |")
+                print("|---|---|---|")
+                for workers in () if args.enqueue_only else (1, 2):
+                    ceiling = baseline_rate(settings, args.messages, args.concurrency * workers)
+                    gated = gated_rate(settings, stub.received, args.messages, workers)
+                    print(f"| baseline: {args.concurrency * workers} sends in flight, no gate | "
+                          f"{ceiling:,.0f} | 1.00 |")  # fmt: skip
+                    print(f"| gated: {workers} worker process{'es' if workers > 1 else ''} | "
+                          f"{gated:,.0f} | {gated / ceiling:.2f} |")  # fmt: skip
+            queue.flushdb()
+            if not args.recipients:
+                return
+            bare = bare_insert_time(database, args.recipients)
+            with running_stub(free_port()) as stub:
+                enqueue = enqueue_time(settings.replace(twilio_api_url=stub.url), args.recipients)
+            print()
+            print("| case | seconds | ratio to baseline |")
             print("|---|---|---|")
-            for workers in () if args.enqueue_only else (1, 2):
-                ceiling = baseline_rate(settings, args.messages, args.concurrency * workers)
-                gated = gated_rate(settings, stub.received, args.messages, workers)
-                print(f"| baseline: {args.concurrency * workers} sends in flight, no gate | "
-                      f"{ceiling:,.0f} | 1.00 |")  # fmt: skip
-                print(f"| gated: {workers} worker process{'es' if workers > 1 else ''} | "
-                      f"{gated:,.0f} | {gated / ceiling:.2f} |")  # fmt: skip
-        queue.flushdb()
-        if not args.recipients:
-            return
-        bare = bare_insert_time(database, args.recipients)
-        with running_stub(free_port()) as stub:
-            enqueue = enqueue_time(settings.replace(twilio_api_url=stub.url), args.recipients)
-        print()
-        print("| case | seconds | ratio to baseline |")
-        print("|---|---|---|")
-        print(f"| baseline: bulk insert of {args.recipients:,} rows | {bare:.1f} | 1.00 |")
-        print(f"| enqueue_campaign of {args.recipients:,} recipients | {enqueue:.1f} | "
-              f"{enqueue / bare:.2f} |")  # fmt: skip
-        database.dispose()
-    finally:
-        queue.flushdb()
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+            print(f"| baseline: bulk insert of {args.recipients:,} rows | {bare:.1f} | 1.00 |")
+            print(f"| enqueue_campaign of {args.recipients:,} recipients | {enqueue:.1f} | "
+                  f"{enqueue / bare:.2f} |")  # fmt: skip
+            database.dispose()
+        finally:
+            queue.flushdb()
 
 
 if __name__ == "__main__":

@@ -22,18 +22,15 @@ import csv
 import io
 import os
 import platform
-import tempfile
 import time
 import tracemalloc
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+import scratch
 import sqlalchemy as sa
 
-from app import migrate
 from app.addresses import normalize
 from app.consent import imports, ledger, reports
 from app.consent.queries import EVENT_COLUMNS
@@ -217,32 +214,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--imports", type=int, default=5000)
-    parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--postgres", default=scratch.DEFAULT_POSTGRES)
     args = parser.parse_args()
     print(f"machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {args.events:,} events, "
           f"{args.imports:,} import rows\n")  # fmt: skip
     print("| database | case | rate | ratio to baseline |\n|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as folder:
-        url = f"sqlite:///{Path(folder) / 'bench.sqlite3'}"
-        migrate.upgrade(url)
+    for label, url in scratch.both(args.postgres):
         database = Database(url)
-        report("SQLite (WAL)", bench(database, args.events, args.imports))
+        report(label, bench(database, args.events, args.imports))
         database.dispose()
-    admin = sa.create_engine(args.postgres, isolation_level="AUTOCOMMIT")
-    name = f"optgate_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        url = sa.engine.make_url(args.postgres).set(database=name).render_as_string(False)
-        migrate.upgrade(url)
-        database = Database(url)
-        report("PostgreSQL", bench(database, args.events, args.imports))
-        database.dispose()
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def report(label: str, rows: list[tuple[str, str, str]]) -> None:
