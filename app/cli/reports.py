@@ -156,9 +156,9 @@ def snapshot(
                 session.query(Line).filter_by(organization_id=org.id).order_by(Line.address)
             )
     report = reports.Snapshot(org.id, lines, Status(status) if status else None, topic)
-    total = report.count_numbers(database.reads)
+    total = report.count_addresses(database.reads)
     with _output(output) as out, _progress(total, "reading consent") as bar:
-        rows = _by_number(report.rows(database.reads), bar)
+        rows = report.rows(database.reads, progress=bar.update)
         if shape == "csv":
             for chunk in reports.csv_chunks(reports.SNAPSHOT_COLUMNS, rows):
                 out.write(chunk)
@@ -172,15 +172,6 @@ def snapshot(
             f"{line}: {counts['opted_in']} opted in, {counts['opted_out']} opted out", err=True
         )
     click.echo(f"{report.numbers} numbers listed" + (f" in {output}" if output else ""), err=True)
-
-
-def _by_number(rows: Iterator[dict[str, Any]], bar: Any) -> Iterator[dict[str, Any]]:
-    last = None
-    for row in rows:
-        if row["address"] != last:
-            last = row["address"]
-            bar.update(1)
-        yield row
 
 
 @click.command("import")

@@ -122,7 +122,8 @@ def replay(events: Iterable[ConsentEvent]) -> AddressState:
     return state
 
 
-def record_state(row: ConsentRecord) -> RecordState:
+def record_state(row: ConsentRecord | sa.Row[Any]) -> RecordState:
+    """The rules' view of a stored record (the model, or a row of its columns)."""
     return RecordState(
         scope=Scope.from_key(row.scope),
         channel=row.channel,

@@ -86,6 +86,10 @@ def parse_bound(value: str) -> datetime:
         ) from None
     if moment.tzinfo is None:
         raise ValueError(f"{value!r} has no time zone offset (add Z or -05:00)")
+    try:
+        moment.astimezone(UTC)  # 0001-01-01T00:00:00+01:00 is before the first UTC time
+    except OverflowError:
+        raise ValueError(f"{value!r} is out of range") from None
     return moment
 
 
@@ -177,12 +181,18 @@ class Snapshot:
     counts: dict[str, Counter[str]] = field(default_factory=dict)
     numbers: int = 0
 
-    def rows(self, reads: Reads, batch: int = 2000) -> Iterator[dict[str, Any]]:
+    def rows(
+        self,
+        reads: Reads,
+        batch: int = 2000,
+        progress: Callable[[int], None] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The rows; ``progress`` hears how many addresses each batch went through."""
         self.counts = {line.address: Counter() for line in self.lines}
         self.numbers = 0
         points = [(line.address, Point(line.id, line.group_id)) for line in self.lines]
         topic = self.topic or OVERALL
-        for value, records in self._records(reads, batch):
+        for value, records in self._records(reads, batch, progress):
             listed = False
             for address, point in points:
                 decision = decide(records, point, Channel.SMS, topic)
@@ -206,24 +216,27 @@ class Snapshot:
                 }
             self.numbers += listed
 
-    def count_numbers(self, reads: Reads) -> int:
-        """How many numbers have a record that can decide on the lines (for a progress bar)."""
+    def count_addresses(self, reads: Reads) -> int:
+        """How many addresses ``rows`` walks through (a progress bar's length)."""
         with reads() as session:
             return int(
                 session.scalar(
-                    sa.select(sa.func.count(sa.distinct(ConsentRecord.address_id)))
-                    .join(ContactAddress, ContactAddress.id == ConsentRecord.address_id)
-                    .where(*self._applies())
+                    sa.select(sa.func.count()).select_from(ContactAddress).where(*self._addresses())
                 )
                 or 0
             )
 
-    def _applies(self) -> tuple[sa.ColumnElement[bool], ...]:
-        """The records that can decide a status on the lines."""
+    def _addresses(self) -> tuple[sa.ColumnElement[bool], ...]:
+        """The addresses that can have a status on a line."""
         return (
             ContactAddress.organization_id == self.organization_id,
             # An email address has no status on a line, even with an "all" record.
             ContactAddress.kind != AddressKind.EMAIL,
+        )
+
+    def _applies(self) -> tuple[sa.ColumnElement[bool], ...]:
+        """The records that can decide a status on the lines."""
+        return (
             ConsentRecord.scope.in_(_covering_scopes(self.lines)),
             ConsentRecord.channel.in_([Channel.SMS, Channel.ALL]),
             ConsentRecord.topic.in_({OVERALL, self.topic or OVERALL}),
@@ -235,36 +248,59 @@ class Snapshot:
             for line, counts in self.counts.items()
         }
 
-    def _records(self, reads: Reads, batch: int) -> Iterator[tuple[str, list[RecordState]]]:
-        """(address, its records that can decide on the lines), by address id, a batch
-        of addresses per read transaction."""
-        applies = self._applies()
-        next_ids = (
-            sa.select(ConsentRecord.address_id)
-            .join(ContactAddress, ContactAddress.id == ConsentRecord.address_id)
-            .where(*applies)
-            .group_by(ConsentRecord.address_id)
-            .order_by(ConsentRecord.address_id)
+    def _records(
+        self, reads: Reads, batch: int, progress: Callable[[int], None] | None
+    ) -> Iterator[tuple[str, list[RecordState]]]:
+        """(address, its records that can decide on the lines), a batch of the
+        organisation's addresses per read transaction, in address id order.
+
+        Batches walk the addresses by id (the primary key), so each costs the same
+        however far the report has got; the records of a batch are one look-up.
+        """
+        next_addresses = (
+            sa.select(ContactAddress.id, ContactAddress.value)
+            .where(*self._addresses())
+            .order_by(ContactAddress.id)
             .limit(batch)
         )
+        records = sa.select(ConsentRecord.address_id, *_RECORD_FIELDS).where(*self._applies())
         last = 0
         while True:
             with reads() as session:
-                ids = list(session.scalars(next_ids.where(ConsentRecord.address_id > last)))
-                if not ids:
+                addresses = session.execute(next_addresses.where(ContactAddress.id > last)).all()
+                if not addresses:
                     return
+                values = {address_id: value for address_id, value in addresses}
                 found = session.execute(
-                    sa.select(ConsentRecord, ContactAddress.value)
-                    .join(ContactAddress, ContactAddress.id == ConsentRecord.address_id)
-                    .where(ConsentRecord.address_id.in_(ids), *applies)
-                    .order_by(ConsentRecord.address_id)
+                    records.where(ConsentRecord.address_id.in_(values)).order_by(
+                        ConsentRecord.address_id
+                    )
                 ).all()
-                states = [(value, history.record_state(row)) for row, value in found]
-            for value, group in groupby(states, key=lambda item: item[0]):
-                yield value, [record for _value, record in group]
-            if len(ids) < batch:
+            for address_id, rows in groupby(found, key=lambda row: row.address_id):
+                yield values[address_id], [history.record_state(row) for row in rows]
+            if progress is not None:
+                progress(len(addresses))
+            if len(addresses) < batch:
                 return
-            last = ids[-1]
+            last = addresses[-1].id
+
+
+#: The record columns ``history.record_state`` reads.
+_RECORD_FIELDS = [
+    getattr(ConsentRecord, name)
+    for name in (
+        "scope",
+        "channel",
+        "topic",
+        "status",
+        "source",
+        "actor",
+        "seq",
+        "updated_at",
+        "reason",
+        "message_id",
+    )
+]
 
 
 # -- CSV --------------------------------------------------------------------------------

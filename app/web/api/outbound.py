@@ -38,7 +38,8 @@ def create_message() -> ResponseReturnValue:
     return jsonify(answer), 202
 
 
-@blueprint.get("/messages/<int:id>")
+# A larger id is no message (and no database takes it): 404, not an error.
+@blueprint.get(f"/messages/<int(max={2**63 - 1}):id>")
 @requires(Role.AGENT)
 def message(id: int) -> ResponseReturnValue:
     row = session().get(Message, id)
@@ -101,7 +102,8 @@ def create_campaign() -> ResponseReturnValue:
     return jsonify(answer), 202
 
 
-@blueprint.get("/campaigns/<int:id>")
+# A larger id is no campaign (campaign ids are 32-bit): 404, not an error.
+@blueprint.get(f"/campaigns/<int(max={2**31 - 1}):id>")
 @requires(Role.AGENT)
 def campaign(id: int) -> ResponseReturnValue:
     db = session()
