@@ -122,12 +122,13 @@ class Fields:
             raise self.error(f"{name}: {value!r} is not one of {', '.join(allowed)}")
         return value
 
-    def optional_int(self, name: str) -> int | None:
+    def optional_int(self, name: str, most: int = 2**31 - 1) -> int | None:
+        """A positive whole number up to ``most`` (default: what an id column holds)."""
         value = self.data.get(name)
         if value is None:
             return None
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise self.error(f"{name}: expected a positive whole number")
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+            raise self.error(f"{name}: expected a positive whole number up to {most}")
         return value
 
     def flag(self, name: str) -> bool:
@@ -160,7 +161,9 @@ def query_int(name: str, default: int, least: int, most: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 12) or not least <= int(raw) <= most:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(most))) or not (
+        least <= int(raw) <= most
+    ):
         raise InvalidRequest(f"{name}: expected a whole number from {least} to {most}, not {raw!r}")
     return int(raw)
 

@@ -49,7 +49,8 @@ def review_queue() -> ResponseReturnValue:
     return jsonify({"texts": texts, "next": following})
 
 
-@blueprint.post("/review/<int:id>")
+# A larger id is no message (and no database takes it): 404, not an error.
+@blueprint.post(f"/review/<int(max={2**63 - 1}):id>")
 @requires(Role.AGENT)
 def resolve(id: int) -> ResponseReturnValue:
     """Resolve one text: ``opt_out`` (through the ledger) or ``dismissed``."""
