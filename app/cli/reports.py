@@ -24,6 +24,7 @@ from app.consent import imports, reports
 from app.consent.queries import EVENT_COLUMNS
 from app.consent.values import Status
 from app.db import Database
+from app.keywords import load
 from app.models import Line, Organization
 
 line_option = click.option(
@@ -200,6 +201,7 @@ def import_(
     database = context.database
     with database.reads() as session:
         org = line_store.find_organization(session, organization)
+    topics = load(context.settings.keywords_path, context.settings.default_region).topics
     total = _count_rows(file)
     kept: IO[str] | None = results.open("w", encoding="utf-8") if results else None
     try:
@@ -229,6 +231,7 @@ def import_(
                     actor=actor,
                     region=context.settings.default_region,
                     report=report,
+                    topics=topics,
                 )
             except imports.BadFile as error:
                 raise click.ClickException(f"{file}:{error.line}: {error.problem}") from None

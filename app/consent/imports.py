@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -97,7 +97,9 @@ def read_rows(stream: TextIO) -> Iterator[Row]:
     Raises:
         BadFile: no header, an unknown or repeated column, a required one missing.
     """
-    reader = csv.reader(stream)
+    # strict: a broken quote is an error on its row, not a field that swallows the
+    # next rows into itself (they would vanish from the results).
+    reader = csv.reader(stream, strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -139,9 +141,16 @@ def read_rows(stream: TextIO) -> Iterator[Row]:
 class _Resolver:
     """Lines and groups by name, looked up once per import."""
 
-    def __init__(self, session: Session, organization: Organization, region: str) -> None:
+    def __init__(
+        self,
+        session: Session,
+        organization: Organization,
+        region: str,
+        topics: Collection[str] | None,
+    ) -> None:
         self.organization = organization
         self.region = region
+        self.topics = topics
         self.lines: dict[str, Line] = {}
         self.groups: dict[str, int] = {}
         self.use(session)
@@ -180,6 +189,9 @@ def _change(
         raise InvalidChange(f"reason: longer than {_MAX_FIELD} characters")
     line, group = row.get("line"), row.get("group")
     channel, topic = row.get("channel").lower(), row.get("topic")
+    if topic and resolver.topics is not None and topic not in resolver.topics:
+        known = ", ".join(sorted(resolver.topics)) or "none in keywords.yaml"
+        raise InvalidChange(f"topic {topic!r} is not a topic of keywords.yaml (known: {known})")
     organization_id = resolver.organization.id
     if status == DO_NOT_CONTACT:
         if line or group or channel or topic:
@@ -250,9 +262,13 @@ def run(
     actor: str,
     region: str,
     report: Callable[[RowResult], None],
+    topics: Collection[str] | None = None,
     batch: int = BATCH,
 ) -> Counter[str]:
     """Apply every row; ``report`` gets each row's result once its batch is committed.
+
+    Args:
+        topics: the topics a row may name (keywords.yaml's); None: any well-formed id.
 
     Returns:
         how many rows had each result.
@@ -271,7 +287,7 @@ def run(
         nonlocal resolver
         with database.transaction() as session:
             if resolver is None:
-                resolver = _Resolver(session, organization, region)
+                resolver = _Resolver(session, organization, region, topics)
             else:
                 resolver.use(session)
             results = [_apply_row(session, row, resolver, actor) for row in pending]

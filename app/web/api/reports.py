@@ -94,7 +94,9 @@ def export_events() -> ResponseReturnValue:
 def snapshot() -> ResponseReturnValue:
     """For the chosen lines (default: all), each number's status on each, with counts."""
     org = organization()
-    lines = _lines(org) or list(session().query(Line).filter_by(organization_id=org.id))
+    lines = _lines(org) or list(
+        session().query(Line).filter_by(organization_id=org.id).order_by(Line.address)
+    )
     status = query_choice("status", [Status.OPTED_IN, Status.OPTED_OUT], None)
     topic = request.args.get("topic")
     if topic is not None and topic not in keywords().matcher.config.topics:
@@ -151,6 +153,7 @@ def import_consent() -> ResponseReturnValue:
             actor=actor,
             region=settings().default_region,
             report=keep,
+            topics=keywords().matcher.config.topics,
         )
     except BaseException:
         results.close()
