@@ -79,7 +79,7 @@ def parse_bound(value: str) -> datetime:
     try:
         if len(value) == 10:
             return datetime.combine(date.fromisoformat(value), time(), UTC)
-        moment = datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(value.upper())  # RFC 3339 allows t and z
     except ValueError:
         raise ValueError(
             f"{value!r} is not a day such as 2026-12-01 or a time such as 2026-12-01T09:00:00-05:00"

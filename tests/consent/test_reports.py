@@ -830,3 +830,32 @@ def test_an_email_address_is_never_a_row(acme: Acme) -> None:
     assert {row["address"] for row in rows} == {number(201)}
     assert report.numbers == 1
     assert report.counts_dict()["+14155550101"] == {"opted_in": 0, "opted_out": 1}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-11-01", datetime(2026, 11, 1, tzinfo=UTC)),
+        ("2026-11-01T09:30:00-05:00", datetime(2026, 11, 1, 14, 30, tzinfo=UTC)),
+        ("2026-11-01T14:30:00Z", datetime(2026, 11, 1, 14, 30, tzinfo=UTC)),
+        ("2026-11-01t14:30:00z", datetime(2026, 11, 1, 14, 30, tzinfo=UTC)),
+    ],
+    ids=["day-is-midnight-utc", "offset", "z", "rfc3339-lower-case"],
+)
+def test_a_report_bound_is_a_day_or_a_time_with_its_offset(value: str, expected: datetime) -> None:
+    assert reports.parse_bound(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2026-11-01T09:30:00", "has no time zone offset"),
+        ("yesterday", "is not a day such as 2026-12-01 or a time such as"),
+        ("2026-13-01", "is not a day"),
+        ("0001-01-01T00:00:00+01:00", "is out of range"),
+    ],
+    ids=["naive", "words", "no-such-month", "before-year-one-in-utc"],
+)
+def test_a_report_bound_that_is_not_one_says_what_is_expected(value: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        reports.parse_bound(value)

@@ -146,7 +146,7 @@ class Fields:
 
 def parse_time(name: str, value: str, error: type[OptgateError]) -> datetime:
     try:
-        moment = datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(value.upper())  # RFC 3339 allows t and z
     except ValueError:
         raise error(
             f"{name}: {value!r} is not an ISO 8601 time such as 2026-12-01T09:00:00-05:00"
