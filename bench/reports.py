@@ -89,6 +89,11 @@ def seed(database: Database, events: int) -> tuple[Organization, list[Line]]:
                 sa.text("SELECT setval(pg_get_serial_sequence('addresses', 'id'), max(id)) "
                         "FROM addresses")
             )  # fmt: skip
+    # Statistics, as autovacuum would have gathered them after so many rows: without
+    # them PostgreSQL plans the export's batches as if the table were empty.
+    with database.engine.connect() as connection:
+        connection.exec_driver_sql("ANALYZE")
+        connection.commit()
     return org, lines
 
 
