@@ -70,20 +70,22 @@ def _covering_scopes(lines: Iterable[Line]) -> set[str]:
 # -- the consent-event export -----------------------------------------------------------
 
 
-def parse_bound(value: str) -> datetime:
-    """A report's time bound: an ISO 8601 time with its offset, or a day (midnight UTC).
+def parse_bound(value: str, *, days: bool = True) -> datetime:
+    """A time a person wrote: ISO 8601 with its offset (RFC 3339's lower-case t and z
+    too), or with ``days`` a day, meaning midnight UTC (a report's bound).
 
     Raises:
         ValueError: with a message that says what is expected.
     """
     try:
-        if len(value) == 10:
+        if days and len(value) == 10:
             return datetime.combine(date.fromisoformat(value), time(), UTC)
-        moment = datetime.fromisoformat(value.upper())  # RFC 3339 allows t and z
+        moment = datetime.fromisoformat(value.upper())
     except ValueError:
-        raise ValueError(
-            f"{value!r} is not a day such as 2026-12-01 or a time such as 2026-12-01T09:00:00-05:00"
-        ) from None
+        expected = (
+            "a day such as 2026-12-01 or a time such as" if days else "an ISO 8601 time such as"
+        )
+        raise ValueError(f"{value!r} is not {expected} 2026-12-01T09:00:00-05:00") from None
     if moment.tzinfo is None:
         raise ValueError(f"{value!r} has no time zone offset (add Z or -05:00)")
     try:

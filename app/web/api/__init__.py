@@ -145,15 +145,11 @@ class Fields:
 
 
 def parse_time(name: str, value: str, error: type[OptgateError]) -> datetime:
+    """A time field: ISO 8601 with its offset, else ``error`` saying what is expected."""
     try:
-        moment = datetime.fromisoformat(value.upper())  # RFC 3339 allows t and z
-    except ValueError:
-        raise error(
-            f"{name}: {value!r} is not an ISO 8601 time such as 2026-12-01T09:00:00-05:00"
-        ) from None
-    if moment.tzinfo is None:
-        raise error(f"{name}: {value!r} has no time zone offset (add Z or -05:00)")
-    return moment
+        return parse_bound(value, days=False)
+    except ValueError as problem:
+        raise error(f"{name}: {problem}") from None
 
 
 def query_int(name: str, default: int, least: int, most: int) -> int:
