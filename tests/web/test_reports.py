@@ -571,3 +571,23 @@ def test_an_import_of_several_batches_reports_every_row_once_in_file_order(api: 
     assert (body["rows"], body["applied"]) == (rows, rows)
     assert [result["row"] for result in body["results"]] == list(range(2, rows + 2))
     assert len(api.events()) == rows
+
+
+def test_an_import_may_be_larger_than_other_requests_but_not_without_bound(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app import MAX_REQUEST_BYTES
+    from app.web.api import reports as views
+
+    # Past the 32 MB that bounds every other request: the file is read, here up to its
+    # header, which it refuses (and nothing is applied).
+    big = b"address,state\n" + b"+14155550123,opted_out\n" * (MAX_REQUEST_BYTES // 23 + 1000)
+    assert len(big) > MAX_REQUEST_BYTES
+    response = api.upload(big)
+    assert refusal(response, 400, "BadFile").startswith("line 1: unknown column 'state'")
+
+    # Past the import's own bound: 413 before anything is read.
+    monkeypatch.setattr(views, "MAX_IMPORT_BYTES", 1024)
+    response = api.upload(b"address,status\n" + b"+14155550123,opted_out\n" * 100)
+    assert "larger than" in refusal(response, 413, "RequestEntityTooLarge")
+    assert api.events() == []
