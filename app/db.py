@@ -72,11 +72,14 @@ class Database:
         self.url = database_url
         self.engine = make_engine(database_url, **options)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        #: Sessions for long reads (exports, reports) that never write: on
-        #: SQLite they do not hold the write lock.
-        self.reads = sessionmaker(
-            self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
-        )
+        #: Sessions for long reads (exports, reports) that never write. Their
+        #: transaction sees one snapshot however long it runs (SQLite's WAL read
+        #: snapshot; PostgreSQL's REPEATABLE READ, READ ONLY) and blocks no writer:
+        #: on SQLite it does not take the write lock.
+        reading: dict[str, Any] = {READ_ONLY: True}
+        if self.engine.dialect.name == "postgresql":
+            reading.update(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        self.reads = sessionmaker(self.engine.execution_options(**reading), expire_on_commit=False)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -1,9 +1,10 @@
 """Reports over a whole organisation: the consent-event export and the snapshot (R5, R11, R20).
 
-Both stream: they read in keyset batches, each batch in its own short
-read-only transaction, and hold one batch at a time, so millions of rows
-cost the memory of a few thousand and no lock is held between batches (on
-SQLite a read-only session never takes the write lock; see ``Database.reads``).
+Both stream: they read in keyset batches and hold one batch at a time, so
+millions of rows cost the memory of a few thousand. A report is one read-only
+transaction (``Database.reads``): every batch sees the database as it was when
+the report began, so an export has no gap where a change committed out of id
+order, and no row written after it began. Such a transaction blocks no writer.
 """
 
 from __future__ import annotations
@@ -129,29 +130,26 @@ def count_events(reads: Reads, wanted: EventFilter) -> int:
 
 def iter_events(reads: Reads, wanted: EventFilter, batch: int = 5000) -> Iterator[dict[str, Any]]:
     """The events, oldest first (by id), as ``queries.event_dict`` rows."""
-    names = _scope_names(reads, wanted.organization_id)
     query = sa.select(*EVENT_FIELDS).where(*wanted.where()).order_by(ConsentEvent.id).limit(batch)
-    last = 0
-    while True:
-        with reads() as session:
-            rows = session.execute(query.where(ConsentEvent.id > last)).all()
-        for row in rows:
-            yield event_dict(row, names)
-        if len(rows) < batch:
-            return
-        last = rows[-1].id
-
-
-def _scope_names(reads: Reads, organization_id: int) -> dict[str, str]:
     with reads() as session:
-        lines = session.execute(
-            sa.select(Line.id, Line.address).where(Line.organization_id == organization_id)
-        ).all()
-        groups = session.execute(
-            sa.select(LineGroup.id, LineGroup.name).where(
-                LineGroup.organization_id == organization_id
-            )
-        ).all()
+        names = _scope_names(session, wanted.organization_id)
+        last = 0
+        while True:
+            rows = session.execute(query.where(ConsentEvent.id > last)).all()
+            for row in rows:
+                yield event_dict(row, names)
+            if len(rows) < batch:
+                return
+            last = rows[-1].id
+
+
+def _scope_names(session: Session, organization_id: int) -> dict[str, str]:
+    lines = session.execute(
+        sa.select(Line.id, Line.address).where(Line.organization_id == organization_id)
+    ).all()
+    groups = session.execute(
+        sa.select(LineGroup.id, LineGroup.name).where(LineGroup.organization_id == organization_id)
+    ).all()
     names = {f"line:{line_id}": address for line_id, address in lines}
     names.update({f"group:{group_id}": name for group_id, name in groups})
     return names
@@ -253,8 +251,7 @@ class Snapshot:
     def _records(
         self, reads: Reads, batch: int, progress: Callable[[int], None] | None
     ) -> Iterator[tuple[str, list[RecordState]]]:
-        """(address, its records that can decide on the lines), a batch of the
-        organisation's addresses per read transaction, in address id order.
+        """(address, its records that can decide on the lines), in address id order.
 
         Batches walk the addresses by id (the primary key), so each costs the same
         however far the report has got; the records of a batch are one look-up.
@@ -267,8 +264,8 @@ class Snapshot:
         )
         records = sa.select(ConsentRecord.address_id, *_RECORD_FIELDS).where(*self._applies())
         last = 0
-        while True:
-            with reads() as session:
+        with reads() as session:
+            while True:
                 addresses = session.execute(next_addresses.where(ContactAddress.id > last)).all()
                 if not addresses:
                     return
@@ -278,13 +275,13 @@ class Snapshot:
                         ConsentRecord.address_id
                     )
                 ).all()
-            for address_id, rows in groupby(found, key=lambda row: row.address_id):
-                yield values[address_id], [history.record_state(row) for row in rows]
-            if progress is not None:
-                progress(len(addresses))
-            if len(addresses) < batch:
-                return
-            last = addresses[-1].id
+                for address_id, rows in groupby(found, key=lambda row: row.address_id):
+                    yield values[address_id], [history.record_state(row) for row in rows]
+                if progress is not None:
+                    progress(len(addresses))
+                if len(addresses) < batch:
+                    return
+                last = addresses[-1].id
 
 
 #: The record columns ``history.record_state`` reads.
