@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.addresses import AddressKind, normalize
 from app.consent import ledger
+from app.consent.queries import iso
 from app.consent.values import Channel, Source, Status
 from app.errors import Conflict, InvalidAddress, InvalidChange, NotFound
 from app.inbound import keyword_scope
@@ -62,11 +63,11 @@ def review_dict(message: Message, line: str) -> dict[str, Any]:
         "line": line,
         "from": message.address,
         "body": message.body,
-        "received_at": message.created_at.isoformat(),
+        "received_at": iso(message.created_at),
         "intent": message.intent,
         "resolution": message.review_outcome,
         "resolved_by": message.reviewed_by,
-        "resolved_at": message.reviewed_at.isoformat() if message.reviewed_at else None,
+        "resolved_at": iso(message.reviewed_at) if message.reviewed_at else None,
     }
 
 

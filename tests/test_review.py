@@ -169,11 +169,11 @@ def test_a_review_dict_shows_the_text_and_its_resolution(world: World) -> None:
         "line": world.c.address,
         "from": CONTACT,
         "body": "wrong number",
-        "received_at": message.created_at.isoformat(),
+        "received_at": queries.iso(message.created_at),
         "intent": "none",
         "resolution": "dismissed",
         "resolved_by": ACTOR,
-        "resolved_at": message.reviewed_at.isoformat(),
+        "resolved_at": queries.iso(message.reviewed_at),
     }
 
 

@@ -23,6 +23,7 @@ from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import BadRequest, Forbidden, Unauthorized
 
 from app.addresses import Address, normalize
+from app.consent import queries
 from app.consent.reports import parse_bound
 from app.errors import InvalidRequest, NotFound, OptgateError
 from app.lines import find_organization
@@ -217,7 +218,8 @@ def actor_of(name: str) -> str:
 
 
 def iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
+    """Every time the API answers: UTC, to the second, as 2026-11-22T07:52:52Z."""
+    return queries.iso(moment) if moment else None
 
 
 def init_app(app: Flask) -> None:
