@@ -351,3 +351,76 @@ def test_a_long_import_is_not_killed_by_the_web_servers_timeout(
     with database.transaction() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(ConsentEvent)) == rows
     database.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_a_long_export_streams_through_gunicorn_whole_without_being_killed(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """An export far longer than --timeout arrives whole: every event, once, in order."""
+    from datetime import UTC, datetime
+
+    from app.db import Database
+    from app.models import ConsentEvent, ContactAddress
+
+    port = free_port()
+    secret = "m" * 32
+    database_url = f"sqlite:///{tmp_path}/export.sqlite3"
+    env = environment(
+        tmp_path,
+        OPTGATE_DATABASE_URL=database_url,
+        OPTGATE_REDIS_URL=redis_url,
+        OPTGATE_API_TOKENS=f"ops:manager:{secret}",
+    )
+    assert run(["db", "upgrade"], env, tmp_path).returncode == 0
+    assert run(["lines", "add", "+14155550100"], env, tmp_path).returncode == 0
+    events = 600_000  # several seconds of streaming: far beyond the 2 s timeout
+    database = Database(database_url)
+    now = datetime.now(UTC)
+    with database.transaction() as session:
+        address_id = session.scalar(
+            sa.insert(ContactAddress)
+            .values(organization_id=1, value="+14155550123", kind="phone", head_seq=events,
+                    head_hash="0" * 64, created_at=now)
+            .returning(ContactAddress.id)
+        )  # fmt: skip
+        session.execute(
+            sa.insert(ConsentEvent),
+            [
+                {"organization_id": 1, "address_id": address_id, "seq": seq,
+                 "address": "+14155550123", "subject": "consent", "scope": "organization",
+                 "channel": "sms", "topic": "", "old_value": "not_defined",
+                 "new_value": "opted_out", "source": "keyword", "actor": "+14155550123",
+                 "created_at": now, "prev_hash": "0" * 64, "hash": "0" * 64}
+                for seq in range(1, events + 1)
+            ],
+        )  # fmt: skip
+    database.dispose()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/exports/consent-events.csv",
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    with cleaned_up(tmp_path):
+        web = start(
+            ["web", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--timeout", "2"],
+            env,
+            tmp_path,
+        )
+        wait_ready(f"http://127.0.0.1:{port}", web, tmp_path, timeout=20)
+        started = time.monotonic()
+        seqs = []
+        with urllib.request.urlopen(request, timeout=120) as response:
+            assert response.headers["Content-Type"].startswith("text/csv")
+            header = response.readline()
+            assert header.startswith(b"id,seq,at,")
+            for line in response:
+                seqs.append(int(line.split(b",", 2)[1]))
+        took = time.monotonic() - started
+        web.send_signal(signal.SIGTERM)
+        web.wait(timeout=15)
+
+    assert len(seqs) == events, f"the export was cut off after {len(seqs)} of {events} events"
+    assert seqs == list(range(1, events + 1))
+    assert took > 2 * 2, f"the export took {took:.1f} s: too fast to prove anything"
+    assert "WORKER TIMEOUT" not in output(tmp_path)
