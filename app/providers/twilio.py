@@ -133,7 +133,7 @@ class TwilioProvider:
         missing = [
             name
             for name, value in (("MessageSid", message_id), ("From", sender), ("To", recipient))
-            if not value
+            if not (value or "").strip()
         ]
         if missing:
             raise MalformedWebhook(f"an inbound message needs {', '.join(missing)}")
@@ -156,7 +156,7 @@ class TwilioProvider:
         fields = _fields(request)
         message_id = _first(fields, "MessageSid", "SmsSid")
         raw_status = (_first(fields, "MessageStatus", "SmsStatus") or "").strip().lower()
-        if not message_id or not raw_status:
+        if message_id is None or not message_id.strip() or not raw_status:
             raise MalformedWebhook("a status callback needs MessageSid and MessageStatus")
         error_code = (fields.get("ErrorCode") or "").strip() or None
         return StatusUpdate(

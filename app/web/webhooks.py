@@ -39,7 +39,8 @@ def messages(provider_name: str) -> ResponseReturnValue:
     text = _parse(lambda: provider.parse_inbound(signed))
     db = session()
     with db.begin():
-        handled = inbound.handle(db, provider, text, keywords().matcher, settings())
+        # A text sent to something that is no number (To) is found out only here.
+        handled = _parse(lambda: inbound.handle(db, provider, text, keywords().matcher, settings()))
     if handled.opted_out:
         # Committed; before it is answered, no message to the number may still be
         # on its way to the provider (DESIGN.md rule 2, app/handoff.py).

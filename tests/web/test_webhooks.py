@@ -355,6 +355,26 @@ def test_a_signed_request_without_a_message_is_a_bad_request(twilio: Twilio) -> 
     assert twilio.count(Message) == 0
 
 
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"From": " "}, "an inbound message needs From"),
+        ({"To": "  "}, "an inbound message needs To"),
+        ({"MessageSid": " "}, "an inbound message needs MessageSid"),
+        ({"To": "hello"}, "To: 'hello' is not a valid"),
+    ],
+    ids=["blank-from", "blank-to", "blank-sid", "to-not-a-number"],
+)
+def test_a_signed_text_from_or_to_no_one_is_a_bad_request_and_stores_nothing(
+    twilio: Twilio, fields: dict[str, str], says: str
+) -> None:
+    params = {"MessageSid": sid(), "From": CONTACT, "To": LINE, "Body": "STOP", **fields}
+    response = twilio.post(MESSAGES, params)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert says in response.get_json()["message"]
+    assert (twilio.count(Message), twilio.count(Line)) == (0, 0)
+
+
 def test_an_unknown_provider_is_not_found(twilio: Twilio) -> None:
     response = twilio.post("/webhooks/pigeon/messages", {"From": CONTACT})
     assert response.status_code == 404
