@@ -24,10 +24,10 @@ from sqlalchemy.orm import Session
 
 from app.addresses import AddressKind
 from app.consent import history
-from app.consent.queries import EVENT_COLUMNS, event_dict, iso
+from app.consent.queries import EVENT_COLUMNS, event_dict, iso, scope_names
 from app.consent.rules import Point, RecordState, decide
 from app.consent.values import OVERALL, Channel, ScopeKind, Status
-from app.models import ConsentEvent, ConsentRecord, ContactAddress, Line, LineGroup
+from app.models import ConsentEvent, ConsentRecord, ContactAddress, Line
 
 #: Makes a read-only session (``Database.reads``).
 Reads = Callable[[], Session]
@@ -132,27 +132,15 @@ def iter_events(reads: Reads, wanted: EventFilter, batch: int = 5000) -> Iterato
     """The events, oldest first (by id), as ``queries.event_dict`` rows."""
     query = sa.select(*EVENT_FIELDS).where(*wanted.where()).order_by(ConsentEvent.id).limit(batch)
     with reads() as session:
-        names = _scope_names(session, wanted.organization_id)
         last = 0
         while True:
             rows = session.execute(query.where(ConsentEvent.id > last)).all()
+            names = scope_names(session, {row.scope for row in rows})
             for row in rows:
                 yield event_dict(row, names)
             if len(rows) < batch:
                 return
             last = rows[-1].id
-
-
-def _scope_names(session: Session, organization_id: int) -> dict[str, str]:
-    lines = session.execute(
-        sa.select(Line.id, Line.address).where(Line.organization_id == organization_id)
-    ).all()
-    groups = session.execute(
-        sa.select(LineGroup.id, LineGroup.name).where(LineGroup.organization_id == organization_id)
-    ).all()
-    names = {f"line:{line_id}": address for line_id, address in lines}
-    names.update({f"group:{group_id}": name for group_id, name in groups})
-    return names
 
 
 # -- the snapshot -----------------------------------------------------------------------
