@@ -42,12 +42,13 @@ longer ago than ``STALE_AFTER`` are not waited for at all.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from app.db import Database
 from app.models import Direction, Message, MessageStatus, utcnow
 
 #: Seconds a send decision stays good; older, the worker reads the consent again.
@@ -112,7 +113,7 @@ def in_flight(session: Session, organization_id: int, address: str) -> bool:
 
 
 def wait_for_hand_offs(
-    sessions: Callable[[], Session],
+    database: Database,
     organization_id: int,
     address: str,
     *,
@@ -120,14 +121,16 @@ def wait_for_hand_offs(
 ) -> None:
     """After an opt-out committed: wait until no hand-off to ``address`` is in flight.
 
+    Each look is its own short read-only transaction (``Database.reads``): it
+    sees what workers commit meanwhile, and on SQLite it does not take the write
+    lock that the worker it waits for needs to record its hand-off.
+
     Args:
-        sessions: makes a session; each look is its own short transaction, so
-            it sees what workers commit meanwhile.
         wait: the most seconds to wait (default ``FENCE_WAIT``; see the module's proof).
     """
     deadline = time.monotonic() + (FENCE_WAIT if wait is None else wait)
     while True:
-        with sessions() as session:
+        with database.reads() as session:
             if not in_flight(session, organization_id, address):
                 return
         if time.monotonic() >= deadline:

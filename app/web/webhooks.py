@@ -44,7 +44,7 @@ def messages(provider_name: str) -> ResponseReturnValue:
     if handled.opted_out:
         # Committed; before it is answered, no message to the number may still be
         # on its way to the provider (DESIGN.md rule 2, app/handoff.py).
-        handoff.wait_for_hand_offs(database().sessions, *handled.opted_out)
+        handoff.wait_for_hand_offs(database(), *handled.opted_out)
     reply = provider.render_reply(handled.reply)
     return Response(reply.body, content_type=reply.content_type)
 

@@ -525,6 +525,30 @@ def test_a_hand_off_left_by_a_dead_worker_delays_a_stop_boundedly(
     assert webhook.status_of(CONTACT, LINE) == "opted_out"
 
 
+def test_a_stop_waiting_for_a_hand_off_never_takes_the_write_lock(outbound: Outbound) -> None:
+    """On SQLite each look of the wait is a plain BEGIN: the worker it waits for can commit."""
+    message_id = outbound.queue(CONTACT)
+    with outbound.database.transaction() as session:
+        assert handoff.claim(session, message_id)
+    organization = outbound.message(message_id).organization_id
+    begins: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("BEGIN"):
+            begins.append(statement)
+
+    sa.event.listen(outbound.database.engine, "before_cursor_execute", seen)
+    try:
+        handoff.wait_for_hand_offs(outbound.database, organization, CONTACT, wait=0.2)
+    finally:
+        sa.event.remove(outbound.database.engine, "before_cursor_execute", seen)
+
+    if outbound.database.engine.dialect.name == "sqlite":
+        assert begins and set(begins) == {"BEGIN"}, begins
+    else:
+        assert "BEGIN IMMEDIATE" not in begins
+
+
 # -- receipts for hand-offs whose outcome was unknown ------------------------------------
 
 

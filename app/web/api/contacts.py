@@ -117,7 +117,7 @@ def _answer(
     events = event_dicts(outcome.events)
     db.commit()
     if stops and outcome.changed:
-        handoff.wait_for_hand_offs(database().sessions, org.id, address.value)
+        handoff.wait_for_hand_offs(database(), org.id, address.value)
     return jsonify(
         {
             "address": address.value,

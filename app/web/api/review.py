@@ -72,7 +72,7 @@ def resolve(id: int) -> ResponseReturnValue:
     answer = {**review.review_dict(message, line.address if line else ""), "events": events}
     db.commit()
     if outcome.changed:
-        handoff.wait_for_hand_offs(database().sessions, message.organization_id, message.address)
+        handoff.wait_for_hand_offs(database(), message.organization_id, message.address)
     return jsonify(answer)
 
 
