@@ -295,7 +295,9 @@ class Message(Base):
             "organization_id",
             "id",
             postgresql_where=sa.text("needs_review AND review_outcome IS NULL"),
-            sqlite_where=sa.text("needs_review AND review_outcome IS NULL"),
+            # SQLite uses a partial index only for a query that repeats its filter as
+            # written, and SQLAlchemy writes a boolean column there as "= 1".
+            sqlite_where=sa.text("needs_review = 1 AND review_outcome IS NULL"),
         ),
     )
 

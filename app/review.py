@@ -31,18 +31,13 @@ class Resolution(StrEnum):
     DISMISSED = "dismissed"
 
 
-def pending(
-    session: Session,
-    organization_id: int,
-    *,
-    after_id: int = 0,
-    limit: int = 100,
-    resolved: bool = False,
-) -> list[tuple[Message, str]]:
+def pending_query(
+    organization_id: int, *, after_id: int = 0, limit: int = 100, resolved: bool = False
+) -> sa.Executable:
     """Texts waiting for review (or, with ``resolved``, those already resolved), oldest
     first, each with its line's number."""
     done = Message.review_outcome.is_not(None) if resolved else Message.review_outcome.is_(None)
-    query = (
+    return (
         sa.select(Message, Line.address)
         .join(Line, Line.id == Message.line_id)
         .where(
@@ -54,7 +49,19 @@ def pending(
         .order_by(Message.id)
         .limit(limit)
     )
-    return [(message, line) for message, line in session.execute(query)]
+
+
+def pending(
+    session: Session,
+    organization_id: int,
+    *,
+    after_id: int = 0,
+    limit: int = 100,
+    resolved: bool = False,
+) -> list[tuple[Message, str]]:
+    """``pending_query``'s texts."""
+    query = pending_query(organization_id, after_id=after_id, limit=limit, resolved=resolved)
+    return [(row[0], row[1]) for row in session.execute(query)]
 
 
 def review_dict(message: Message, line: str) -> dict[str, Any]:
@@ -102,10 +109,10 @@ def resolve(
     if message is None or message.direction is not Direction.INBOUND or not message.needs_review:
         raise NotFound(f"there is no inbound text {message_id} waiting for review")
     if message.review_outcome is not None:
-        when = message.reviewed_at.isoformat(timespec="seconds") if message.reviewed_at else "?"
+        assert message.reviewed_at is not None  # set with the outcome, always
         raise Conflict(
             f"text {message_id} was already resolved as {message.review_outcome} by "
-            f"{message.reviewed_by} at {when}"
+            f"{message.reviewed_by} at {iso(message.reviewed_at)}"
         )
     outcome = ledger.Outcome()
     if resolution is Resolution.OPT_OUT:

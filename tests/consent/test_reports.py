@@ -778,6 +778,22 @@ def test_snapshot_batches_lose_nothing(acme: Acme) -> None:
         assert report.numbers == whole_report.numbers, batch
 
 
+def test_a_snapshot_is_the_consent_as_it_was_when_the_report_began(acme: Acme) -> None:
+    for index in range(4):
+        acme.change(number(600 + index), OUT)
+    report = reports.Snapshot(acme.org.id, [acme.a])
+    rows = report.rows(acme.db.reads, batch=1)
+
+    first = next(rows)
+    acme.change(number(601), IN)  # a later batch's number changes while the report runs
+    acme.change(number(699), OUT)  # and a new one appears
+    rest = list(rows)
+
+    assert [(row["address"], row["status"]) for row in [first, *rest]] == [
+        (number(600 + index), "opted_out") for index in range(4)
+    ]
+
+
 def test_snapshot_batches_lose_nothing_over_five_addresses(acme: Acme) -> None:
     for index in range(5):
         acme.change(number(300 + index), OUT if index % 2 else IN)

@@ -30,7 +30,9 @@ def upgrade() -> None:
         "messages",
         ["organization_id", "id"],
         postgresql_where=sa.text(_PENDING),
-        sqlite_where=sa.text(_PENDING),
+        # SQLite uses a partial index only for a query that repeats its filter as written,
+        # and SQLAlchemy writes a boolean column there as "= 1".
+        sqlite_where=sa.text("needs_review = 1 AND review_outcome IS NULL"),
     )
 
 
