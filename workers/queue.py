@@ -43,6 +43,7 @@ import sqlalchemy as sa
 from rq import Queue
 from sqlalchemy.orm import Session
 
+from app import heartbeat
 from app.addresses import sms_recipient
 from app.db import Database
 from app.errors import InvalidAddress, InvalidMessage, NotFound
@@ -252,6 +253,8 @@ class Outbox:
                 _count(session, campaign, len(chunk), rejected)
             queued += len(ids)
             self.dispatch(ids, send_at)
+            # A campaign posted to the web app can take minutes: say it is alive.
+            heartbeat.beat()
         with self.database.transaction() as session:
             session.execute(
                 sa.update(Campaign).where(Campaign.id == campaign).values(enqueued_at=utcnow())

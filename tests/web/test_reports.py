@@ -591,3 +591,19 @@ def test_an_import_may_be_larger_than_other_requests_but_not_without_bound(
     response = api.upload(b"address,status\n" + b"+14155550123,opted_out\n" * 100)
     assert "larger than" in refusal(response, 413, "RequestEntityTooLarge")
     assert api.events() == []
+
+
+def test_an_import_body_without_a_length_is_refused_before_any_row_is_applied(
+    api: Api,
+) -> None:
+    # Chunked: the size limit could only cut it once some rows were committed.
+    body = io.BytesIO(b"address,status\n+14155550123,opted_out\n")
+    response = api.client.post(
+        IMPORT,
+        query_string={"organization": "acme", "actor": "jane"},
+        input_stream=body,
+        content_type="text/csv",
+        headers={"Authorization": f"Bearer {MANAGER_SECRET}", "Transfer-Encoding": "chunked"},
+    )
+    assert "Content-Length" in refusal(response, 411, "LengthRequired")
+    assert api.events() == []

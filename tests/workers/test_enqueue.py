@@ -130,6 +130,21 @@ def test_enqueue_message_needs_only_the_environment(
 # -- campaigns ----------------------------------------------------------------------------
 
 
+def test_a_long_campaign_tells_the_web_server_it_is_alive_after_every_chunk(
+    outbound: Outbound, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # POST /api/v1/campaigns runs this in a web process, which gunicorn would
+    # otherwise replace halfway through a large list (app/heartbeat.py).
+    monkeypatch.setattr(queue_module, "CHUNK", 3)
+    beats: list[int] = []
+    monkeypatch.setattr(queue_module.heartbeat, "beat", lambda: beats.append(len(beats)))
+    numbers = [f"+141555500{n:02d}" for n in range(1, 10)]
+
+    outbound.outbox.campaign(LINE, numbers, "Prices drop today")
+
+    assert len(beats) == 3
+
+
 def test_a_campaign_queues_every_valid_row_and_reports_the_others(
     outbound: Outbound, monkeypatch: pytest.MonkeyPatch
 ) -> None:

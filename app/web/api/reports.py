@@ -18,7 +18,7 @@ from typing import IO, Any, TextIO, TypeVar
 
 from flask import Response, request
 from flask.typing import ResponseReturnValue
-from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.exceptions import LengthRequired, RequestEntityTooLarge, UnsupportedMediaType
 
 from app import heartbeat
 from app.consent import imports, reports
@@ -176,6 +176,14 @@ def _upload() -> TextIO:
             raise InvalidRequest("file: send the CSV file in a form field called 'file'")
         raw: IO[bytes] = upload.stream
     elif request.mimetype in ("text/csv", "text/plain"):
+        chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        if chunked and request.content_length is None:
+            # A body without a length (chunked) would be cut at the size limit only
+            # once some of its rows had been applied: refused before any is.
+            raise LengthRequired(
+                "send the file with a Content-Length header (curl --data-binary @file.csv), "
+                "or as the field 'file' of a multipart/form-data form"
+            )
         raw = request.stream
     else:
         raise UnsupportedMediaType(
