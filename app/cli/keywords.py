@@ -102,7 +102,7 @@ def test(
     if jsonl:
         if texts:
             raise click.UsageError("give texts as arguments or with --jsonl on stdin, not both")
-        failed = _jsonl(matcher, sys.stdin, sys.stdout, region, group)
+        failed = _jsonl(matcher, sys.stdin, sys.stdout, region, line_value, group)
         if failed:
             raise click.exceptions.Exit(1)
         return
@@ -125,7 +125,14 @@ def _describe(text: str, intent: Intent) -> str:
     return f"{text!r}: {'; '.join(parts)}{answer}"
 
 
-def _jsonl(matcher: Matcher, source: TextIO, out: TextIO, region: str, group: str | None) -> int:
+def _jsonl(
+    matcher: Matcher,
+    source: TextIO,
+    out: TextIO,
+    region: str,
+    default_line: str | None,
+    group: str | None,
+) -> int:
     """Answer each JSON line of ``source`` on ``out``; returns how many lines were bad.
 
     A bad line still gets its object (with an "error" key) so the output stays
@@ -145,7 +152,7 @@ def _jsonl(matcher: Matcher, source: TextIO, out: TextIO, region: str, group: st
             line = item.get("line")
             if line is not None and not isinstance(line, str):
                 raise ValueError('"line" must be a string such as "+14155550100"')
-            line_value = normalize_line(line, region).value if line else None
+            line_value = normalize_line(line, region).value if line else default_line
         except (ValueError, InvalidAddress) as error:
             failed += 1
             message = str(error).splitlines()[0]

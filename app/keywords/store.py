@@ -55,18 +55,17 @@ class KeywordStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._watching = False
+        self._stamp: str | None = None
+        #: The hash of the newest file when it was bad (not parsed again until it changes).
+        self._bad_stamp: str | None = None
+        #: The errors of the newest version of the file, when it could not be used.
+        self.problem: ConfigError | None = None
         stamp, data = self._read()
         config = self._parse(data)
         if isinstance(config, ConfigError):
             raise config
-        self._stamp: str | None = stamp
-        #: The hash of the newest file when it was bad (not parsed again until it changes).
-        self._bad_stamp: str | None = None
-        self._matcher = Matcher(config)
-        self.loaded_at = datetime.now(UTC)
+        self._use(stamp, config)
         self._checked = clock()
-        #: The errors of the newest version of the file, when it could not be used.
-        self.problem: ConfigError | None = None
 
     @property
     def matcher(self) -> Matcher:
@@ -118,14 +117,18 @@ class KeywordStore:
             if isinstance(config, ConfigError):
                 self._reject(stamp, config)
                 return False
-            self._stamp, self._bad_stamp = stamp, None
-            self._matcher = Matcher(config)
-            self.loaded_at = datetime.now(UTC)
-            self.problem = None
+            self._use(stamp, config)
             log.info("%s reloaded", self.path)
-            for warning in config.warnings:
-                log.warning("%s", warning)
             return True
+
+    def _use(self, stamp: str | None, config: Config) -> None:
+        """Put ``config`` in force (at start and on every good edit), saying its warnings."""
+        self._stamp, self._bad_stamp = stamp, None
+        self._matcher = Matcher(config)
+        self.loaded_at = datetime.now(UTC)
+        self.problem = None
+        for warning in config.warnings:
+            log.warning("%s", warning)
 
     def _reject(self, stamp: str | None, error: ConfigError) -> None:
         self._bad_stamp = stamp

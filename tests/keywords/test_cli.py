@@ -108,6 +108,24 @@ def test_test_applies_the_overrides_of_the_line(
     assert json.loads(out)["reply"].startswith("Acme Motors:")
 
 
+def test_jsonl_texts_without_a_line_are_read_for_the_line_option(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "keywords.yaml"
+    config.write_text(
+        SHIPPED_KEYWORDS.read_text().replace(
+            '  - lines: ["12345"]', '  - lines: ["12345"]\n    brand: Acme Short'
+        )
+    )
+    lines = [{"text": "HELP"}, {"text": "HELP", "line": "+14155550100"}]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("".join(json.dumps(x) + "\n" for x in lines)))
+    args = ("keywords", "test", "--config", str(config), "--jsonl", "--line", "12345")
+    code, out, _err = run(capsys, *args)
+    replies = [json.loads(line)["reply"] for line in out.splitlines()]
+    assert code == 0
+    assert [reply.split(":")[0] for reply in replies] == ["Acme Short", "Acme Motors"]
+
+
 def test_jsonl_answers_each_line_in_order(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

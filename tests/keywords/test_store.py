@@ -206,3 +206,17 @@ def test_a_watched_store_does_not_reload_on_the_request_path(
     clock.tick(7200)
     # Only the watcher thread (here: not before an hour) reloads, never a caller.
     assert store.matcher.match("HELP").reply.startswith("Acme Motors:")  # type: ignore[union-attr]
+
+
+def test_warnings_of_the_rules_are_logged_at_start_as_on_a_reload(
+    keywords_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = keywords_file.read_text(encoding="utf-8")
+    help_reply = 'visit acme.example/sms. Msg & data rates may apply. Reply STOP to unsubscribe."'
+    assert help_reply in text
+    keywords_file.write_text(text.replace(help_reply, 'visit acme.example/sms."'), encoding="utf-8")
+
+    with caplog.at_level(logging.WARNING, logger="optgate"):
+        KeywordStore(keywords_file)
+
+    assert any("help.reply: should say how to opt out" in r.getMessage() for r in caplog.records)
