@@ -181,6 +181,8 @@ def _apply_consent(
     else:
         return 0, False
     events, opted_out = 0, False
+    # A text naming several topics makes several changes: the lines are read once.
+    structure = ledger.load_structure(session, line.organization_id)
     for status, topic, source in changes:
         outcome = ledger.apply(
             session,
@@ -197,6 +199,7 @@ def _apply_consent(
                 message_id=message.id,
                 via_line_id=line.id,
             ),
+            structure,
         )
         events += len(outcome.events)
         opted_out = opted_out or (status is Status.OPTED_OUT and outcome.changed)
@@ -245,12 +248,13 @@ def _reply(
         and key(intent.keyword) in provider.answered_keywords
     ):
         return None  # the provider has answered this default keyword itself
-    overall = _overall_status(session, line, sender)
     reply = intent.reply
-    if intent.action is Action.TOPIC_OPT_IN and overall is Status.OPTED_OUT:
+    if intent.action in (Action.TOPIC_OPT_IN, Action.RESPONDER) and (
+        _overall_status(session, line, sender) is Status.OPTED_OUT
+    ):
+        if intent.action is Action.RESPONDER:
+            return None  # only confirmations and HELP go to someone who stopped
         reply = matcher.topic_opt_in_while_opted_out(intent.topics, line.address, group_name)
-    elif intent.action is Action.RESPONDER and overall is Status.OPTED_OUT:
-        return None  # only confirmations and HELP go to someone who stopped
     if _replies_last_hour(session, line, sender) >= settings.reply_limit_per_hour:
         return None
     return reply

@@ -150,10 +150,10 @@ def apply_error(session: Session, provider: Provider, message: Message, code: st
         address = normalize(message.address)
     except InvalidAddress:
         return None
-    line = session.get(Line, message.line_id)
-    assert line is not None
     actor = f"{provider.name} error {code}"
     if effect.kind is ErrorClass.OPTED_OUT:
+        line = session.get(Line, message.line_id)
+        assert line is not None
         # The provider blocks the pair for the sender, or its whole group
         # (a Twilio Messaging Service): record it there, as a carrier opt-out.
         scope = Scope.group(line.group_id) if line.group_id else Scope.line(line.id)
