@@ -40,14 +40,8 @@ _PROVIDER_ACTIONS = {"opt_out": Status.OPTED_OUT, "opt_in": Status.OPTED_IN}
 
 @dataclass(frozen=True)
 class Handled:
-    message_id: int
     #: The text to answer with (None: no reply).
     reply: str | None
-    #: The provider sent this message before; nothing changed this time.
-    duplicate: bool
-    intent: Intent | None = None
-    #: History events the text caused.
-    events: int = 0
     #: (organization id, address) that the text opted out of something: the
     #: answer waits for hand-offs in flight to it (app/handoff.py).
     opted_out: tuple[int, str] | None = None
@@ -82,17 +76,17 @@ def handle(
         # Short codes, alphanumeric senders and our own lines are robots: their
         # texts are kept, but they neither change consent nor get an answer.
         session.flush()
-        return Handled(message.id, None, False, intent)
+        return Handled(None)
 
-    events, opted_out = _apply_consent(session, text, intent, matcher, line, message, sender)
-    events += _clear_bounce(session, line, sender, message)
+    opted_out = _apply_consent(session, text, intent, matcher, line, message, sender)
+    _clear_bounce(session, line, sender, message)
     short_code = line_address.kind is AddressKind.SHORT_CODE
     message.reply = _reply(
         session, provider, text, intent, matcher, line, group_name, short_code, sender, settings
     )
     session.flush()
     fence = (line.organization_id, sender.value) if opted_out else None
-    return Handled(message.id, message.reply, False, intent, events, fence)
+    return Handled(message.reply, fence)
 
 
 def _record(
@@ -135,7 +129,7 @@ def _find(session: Session, provider: Provider, text: InboundText) -> Message | 
 def _duplicate(first: Message | None) -> Handled:
     """A retried delivery gets the very answer the first one got, and changes nothing."""
     assert first is not None  # found, or committed by the delivery that won the race
-    return Handled(first.id, first.reply, True)
+    return Handled(first.reply)
 
 
 def _contact(raw: str, settings: Settings) -> Address | None:
@@ -167,8 +161,8 @@ def _apply_consent(
     line: Line,
     message: Message,
     sender: Address,
-) -> tuple[int, bool]:
-    """Apply the text's consent changes: (history events written, whether any opted out)."""
+) -> bool:
+    """Apply the text's consent changes; whether any of them opted the sender out."""
     # The provider acted on a default keyword (Twilio's OptOutType): that is the
     # state at the carrier, recorded as such whatever our own reading says.
     changes: list[tuple[Status, str | None, Source]]
@@ -179,8 +173,8 @@ def _apply_consent(
         topics = intent.topics if by_topic else (None,)
         changes = [(status, topic, Source.KEYWORD) for topic in topics]
     else:
-        return 0, False
-    events, opted_out = 0, False
+        return False
+    opted_out = False
     # A text naming several topics makes several changes: the lines are read once.
     structure = ledger.load_structure(session, line.organization_id)
     for status, topic, source in changes:
@@ -201,14 +195,13 @@ def _apply_consent(
             ),
             structure,
         )
-        events += len(outcome.events)
         opted_out = opted_out or (status is Status.OPTED_OUT and outcome.changed)
-    return events, opted_out
+    return opted_out
 
 
-def _clear_bounce(session: Session, line: Line, sender: Address, message: Message) -> int:
+def _clear_bounce(session: Session, line: Line, sender: Address, message: Message) -> None:
     """A number that texts us is reachable: its bounce flag goes (R17)."""
-    outcome = ledger.set_flag(
+    ledger.set_flag(
         session,
         ledger.FlagChange(
             organization_id=line.organization_id,
@@ -221,7 +214,6 @@ def _clear_bounce(session: Session, line: Line, sender: Address, message: Messag
             message_id=message.id,
         ),
     )
-    return len(outcome.events)
 
 
 def _reply(

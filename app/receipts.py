@@ -11,7 +11,6 @@ bounced, a sender-side problem marks no one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -42,21 +41,9 @@ FAILURES = frozenset({MessageStatus.UNDELIVERED, MessageStatus.FAILED})
 _BOUNCING = frozenset({ErrorClass.INVALID, ErrorClass.UNREACHABLE})
 
 
-@dataclass(frozen=True)
-class Recorded:
-    #: The provider sent this (message id, status) before: nothing changed.
-    duplicate: bool
-    #: Our message, or None when the id is unknown (kept for reconciliation).
-    message_id: int | None = None
-    #: The message's status moved.
-    advanced: bool = False
-    #: What the error code did: "opted_out", "bounced", or None.
-    effect: str | None = None
-
-
 def handle(
     session: Session, provider: Provider, update: StatusUpdate, our_id: int | None = None
-) -> Recorded:
+) -> None:
     """Apply one receipt, in the caller's transaction.
 
     Args:
@@ -75,7 +62,7 @@ def handle(
             session.add(receipt)
             session.flush()
     except IntegrityError:
-        return Recorded(duplicate=True)
+        return  # the provider sent this (message id, status) before: nothing changes
     message = session.scalars(
         sa.select(Message)
         .where(
@@ -88,14 +75,12 @@ def handle(
     if message is None and our_id is not None:
         message = _unrecorded_hand_off(session, provider, our_id, update.message_id)
     if message is None:
-        return Recorded(duplicate=False)
+        return  # an id we do not know: the receipt is kept for reconciliation
     receipt.message_id = message.id
-    advanced = _advance(message, update)
-    effect = None
+    _advance(message, update)
     if update.status in (DeliveryStatus.UNDELIVERED, DeliveryStatus.FAILED) and update.error_code:
-        effect = apply_error(session, provider, message, update.error_code)
+        apply_error(session, provider, message, update.error_code)
     session.flush()
-    return Recorded(False, message.id, advanced, effect)
 
 
 def _unrecorded_hand_off(

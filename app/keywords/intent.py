@@ -18,12 +18,6 @@ class Action(StrEnum):
     NONE = "none"
 
 
-#: Actions that change consent.
-CONSENT_ACTIONS = frozenset(
-    {Action.OPT_OUT, Action.OPT_IN, Action.TOPIC_OPT_OUT, Action.TOPIC_OPT_IN}
-)
-
-
 @dataclass(frozen=True)
 class Intent:
     """The matcher's answer for one text on one line.

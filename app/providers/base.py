@@ -31,10 +31,6 @@ class WebhookRequest:
     body: bytes
     content_type: str = ""
 
-    def field(self, name: str) -> str | None:
-        """The first value of form field ``name``."""
-        return next((value for key, value in self.form if key == name), None)
-
 
 class DeliveryStatus(StrEnum):
     """Where an outbound message is, normalised across providers."""

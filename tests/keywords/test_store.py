@@ -96,6 +96,7 @@ def test_a_bad_edit_keeps_the_last_good_rules_and_says_why(
     edit(keywords_file, "  keywords: [STOP, STOPALL,", "  keywords: [STOPALL,")
     edit(keywords_file, '    reply: "{brand}: Open', '    repy: "{brand}: Open')
     clock.tick()
+    caplog.clear()  # what the good edit logged (when an earlier test let INFO through)
     with caplog.at_level(logging.ERROR, logger="optgate.keywords"):
         matcher = store.matcher
 
