@@ -7,6 +7,7 @@ tests/test_migrations.py run it).
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -41,7 +42,9 @@ def upgrade_connection(connection: Connection, revision: str = "head") -> None:
     command.upgrade(alembic_config("", connection), revision)
 
 
+@cache
 def head_revision() -> str:
+    """The newest migration's revision (read once: the scripts ship with the code)."""
     head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
     assert head is not None, "there are no migrations"
     return head

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import migrate
-from app.web import database, keywords, settings
-from workers.queue import redis_connection
+from app.web import database, keywords
+from app.web.api import outbox
 
 blueprint = Blueprint("health", __name__)
 
@@ -38,11 +37,8 @@ def readyz() -> ResponseReturnValue:
 
 
 def _check_database() -> str:
-    engine = database().engine
     try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        current = migrate.current_revision(engine)
+        current = migrate.current_revision(database().engine)
     except SQLAlchemyError as error:
         return f"unreachable: {_first_line(error)}"
     if current != migrate.head_revision():
@@ -55,7 +51,8 @@ def _check_database() -> str:
 
 def _check_redis() -> str:
     try:
-        redis_connection(settings()).ping()
+        # The outbox's connection pool: a probe every few seconds opens no new connection.
+        outbox().queue.connection.ping()
     except Exception as error:  # redis raises several unrelated types; all mean "not ready"
         return f"unreachable: {_first_line(error)}"
     return "ok"

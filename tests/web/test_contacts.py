@@ -677,8 +677,18 @@ def test_an_unknown_organization_answers_404(admin: Admin, path: str) -> None:
 # -- the STOP fence -----------------------------------------------------------------------
 
 
-def test_a_staff_opt_out_answers_only_once_no_hand_off_to_the_number_is_in_flight(
-    admin: Admin,
+STOPPING = {
+    "opt-out": lambda admin: opt_out(admin),
+    "silence": lambda admin: admin.post(f"/contacts/{CONTACT}/silence", {"actor": "alice"}),
+    "do-not-contact": lambda admin: admin.post(
+        f"/contacts/{CONTACT}/do-not-contact", {"actor": "alice"}
+    ),
+}
+
+
+@pytest.mark.parametrize("stopping", list(STOPPING))
+def test_a_staff_stop_answers_only_once_no_hand_off_to_the_number_is_in_flight(
+    admin: Admin, stopping: str
 ) -> None:
     message_id = admin.outbound(status=MessageStatus.SENDING)
 
@@ -692,7 +702,7 @@ def test_a_staff_opt_out_answers_only_once_no_hand_off_to_the_number_is_in_fligh
     worker = threading.Thread(target=hand_over)
     started = time.monotonic()
     worker.start()
-    ok(opt_out(admin))
+    assert ok(STOPPING[stopping](admin))["changed"] is True
     took = time.monotonic() - started
     worker.join()
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.exc import OperationalError
@@ -69,6 +70,20 @@ def test_readyz_is_ready_when_the_database_and_redis_answer(client: FlaskClient)
         "status": "ready",
         "checks": {"database": "ok", "redis": "ok", "keywords": "ok"},
     }
+
+
+@pytest.mark.redis
+def test_readiness_probes_reuse_one_redis_connection(
+    client: FlaskClient, redis_client: redis.Redis
+) -> None:
+    def connections() -> int:
+        return int(redis_client.info("stats")["total_connections_received"])
+
+    readyz(client)  # the first probe may open the app's connection
+    before = connections()
+    for _ in range(10):
+        assert readyz(client)[0] == 200
+    assert connections() - before == 0
 
 
 @pytest.mark.redis
