@@ -212,7 +212,8 @@ def _base_url(variable: str, raw: str) -> str:
 
 def _count(low: int, high: int, what: str) -> Callable[[str, str], int]:
     def parse(variable: str, raw: str) -> int:
-        if not raw.isdigit() or not low <= int(raw) <= high:
+        # isdigit alone takes '²', which int() refuses.
+        if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
             raise SettingsError(variable, f"expected {what}: a whole number from {low} to {high}")
         return int(raw)
 

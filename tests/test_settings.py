@@ -185,6 +185,7 @@ WRONG = [
     ("OPTGATE_SEND_CONCURRENCY", "1000", "a whole number from 1 to 256"),
     ("OPTGATE_SEND_CONCURRENCY", "x", "a whole number from 1 to 256"),
     ("OPTGATE_SEND_CONCURRENCY", "-4", "a whole number from 1 to 256"),
+    ("OPTGATE_SEND_CONCURRENCY", "²", "a whole number from 1 to 256"),
 ]  # fmt: skip
 
 

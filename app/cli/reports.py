@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -71,12 +71,15 @@ def _output(path: Path | None) -> Iterator[TextIO]:
         yield file
 
 
-def _progress(length: int, label: str) -> Any:
-    """A progress bar on stderr, drawn only when stderr is a terminal."""
+def _progress(length: Callable[[], int], label: str) -> Any:
+    """A progress bar on stderr, drawn only when stderr is a terminal (and only then is
+    ``length`` counted: a count over millions of rows is not free)."""
+    if not sys.stderr.isatty():
+        return click.progressbar(length=0, label=label, file=io.StringIO())
     return click.progressbar(
-        length=length,
+        length=length(),
         label=label,
-        file=sys.stderr if sys.stderr.isatty() else io.StringIO(),
+        file=sys.stderr,
         show_pos=True,
         show_percent=True,
     )
@@ -104,9 +107,13 @@ def export(
     database = context.database
     org, lines = _place(database, organization, line_names, context.settings.default_region)
     wanted = reports.EventFilter(org.id, start, end, lines)
-    total = reports.count_events(database.reads, wanted)
     count = 0
-    with _output(output) as out, _progress(total, "exporting consent events") as bar:
+    with (
+        _output(output) as out,
+        _progress(
+            lambda: reports.count_events(database.reads, wanted), "exporting consent events"
+        ) as bar,
+    ):
         for chunk in reports.csv_chunks(
             EVENT_COLUMNS, _counted(reports.iter_events(database.reads, wanted), bar)
         ):
@@ -157,8 +164,10 @@ def snapshot(
                 session.query(Line).filter_by(organization_id=org.id).order_by(Line.address)
             )
     report = reports.Snapshot(org.id, lines, Status(status) if status else None, topic)
-    total = report.count_addresses(database.reads)
-    with _output(output) as out, _progress(total, "reading consent") as bar:
+    with (
+        _output(output) as out,
+        _progress(lambda: report.count_addresses(database.reads), "reading consent") as bar,
+    ):
         rows = report.rows(database.reads, progress=bar.update)
         if shape == "csv":
             for chunk in reports.csv_chunks(reports.SNAPSHOT_COLUMNS, rows):
@@ -202,12 +211,11 @@ def import_(
     with database.reads() as session:
         org = line_store.find_organization(session, organization)
     topics = load(context.settings.keywords_path, context.settings.default_region).topics
-    total = _count_rows(file)
     kept: IO[str] | None = results.open("w", encoding="utf-8") if results else None
     try:
         with (
             file.open(encoding="utf-8-sig", errors="replace", newline="") as source,
-            _progress(total, f"importing {file.name}") as bar,
+            _progress(lambda: _count_rows(file), f"importing {file.name}") as bar,
         ):
 
             def report(result: imports.RowResult) -> None:

@@ -292,6 +292,8 @@ _RECORD_FIELDS = [
 
 # -- CSV --------------------------------------------------------------------------------
 
+#: Columns that people and contacts write: guarded against formulas.
+_FREE_TEXT = frozenset({"actor", "reason"})
 #: Characters that make a spreadsheet read a cell as a formula (CSV injection).
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 #: A contact's own number as actor (+14155550123): a number to a spreadsheet, not a formula.
@@ -302,7 +304,6 @@ def csv_chunks(
     columns: Sequence[str],
     rows: Iterable[dict[str, Any]],
     *,
-    free_text: Iterable[str] = ("actor", "reason"),
     chunk_rows: int = 1000,
 ) -> Iterator[str]:
     """``rows`` as CSV text with a header, a few hundred kilobytes at a time.
@@ -311,7 +312,6 @@ def csv_chunks(
     formula get a leading apostrophe, so a spreadsheet shows them as text
     instead of running them. Numbers such as +14155550100 are left alone.
     """
-    guarded = set(free_text)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     # csv quotes only fields holding the line terminator's characters: a lone
@@ -319,7 +319,7 @@ def csv_chunks(
     quoting = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(columns)
     for count, row in enumerate(rows, start=1):
-        cells = [_cell(row[name], name in guarded) for name in columns]
+        cells = [_cell(row[name], name in _FREE_TEXT) for name in columns]
         returns = any(isinstance(cell, str) and "\r" in cell for cell in cells)
         (quoting if returns else writer).writerow(cells)
         if count % chunk_rows == 0:
