@@ -9,10 +9,10 @@ import click
 from sqlalchemy.orm import Session
 
 from app import lines as line_store
-from app.addresses import Address, AddressKind, normalize
+from app.addresses import normalize
 from app.cli import Context, json_option, organization_option, pass_context
 from app.consent import history, ledger, queries
-from app.consent.values import Channel, Flag, Scope, Source, Status
+from app.consent.values import Channel, Flag, Scope, Source, Status, default_channel
 from app.errors import InvalidChange
 from app.models import Organization
 
@@ -38,7 +38,7 @@ def show(
     """NUMBER's consent on every line of its organization (one entry a line), with
     topics and flags."""
     address = normalize(number, context.settings.default_region)
-    shown = Channel(channel) if channel else _default_channel(address)
+    shown = Channel(channel) if channel else default_channel(address)
     with context.database.transaction() as session:
         org = line_store.find_organization(session, organization)
         status = queries.address_status(session, org, address, channels=[shown]).as_dict()
@@ -111,7 +111,7 @@ def set_(
             status=Status(status),
             source=Source.MANUAL,
             actor=actor,
-            channel=Channel(channel) if channel else _default_channel(address),
+            channel=Channel(channel) if channel else default_channel(address),
             topic=topic,
             reason=reason,
         )
@@ -145,10 +145,6 @@ def _scope(
         found_group = line_store.find_group(session, org, group)
         return org, Scope.group(found_group.id), f"every line of group {group}"
     return org, Scope.organization(), f"every line of organization {org.name}"
-
-
-def _default_channel(address: Address) -> Channel:
-    return Channel.EMAIL if address.kind is AddressKind.EMAIL else Channel.SMS
 
 
 @consent.command()

@@ -27,9 +27,9 @@ from typing import Any, TextIO
 from sqlalchemy.orm import Session
 
 from app import lines as line_store
-from app.addresses import Address, AddressKind, normalize
+from app.addresses import Address, normalize
 from app.consent import ledger
-from app.consent.values import Channel, Flag, Scope, Source, Status
+from app.consent.values import Channel, Flag, Scope, Source, Status, default_channel
 from app.db import Database
 from app.errors import ConsentRefused, InvalidAddress, InvalidChange, NotFound, OptgateError
 from app.models import Line, Organization
@@ -211,7 +211,7 @@ def _change(
         if group
         else Scope.organization()
     )
-    default = Channel.EMAIL if address.kind is AddressKind.EMAIL else Channel.SMS
+    default = default_channel(address)
     try:
         chosen = Channel(channel) if channel else default
     except ValueError:

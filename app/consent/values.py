@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from app.addresses import Address, AddressKind
 from app.errors import InvalidChange
 
 
@@ -79,6 +80,11 @@ class Channel(StrEnum):
 #: Channels a status is shown and decided for (ALL is a switch, not a channel).
 PHONE_CHANNELS = (Channel.SMS, Channel.VOICE)
 EMAIL_CHANNELS = (Channel.EMAIL,)
+
+
+def default_channel(address: Address) -> Channel:
+    """The channel a change means when it names none: email for an email address, else sms."""
+    return Channel.EMAIL if address.kind is AddressKind.EMAIL else Channel.SMS
 
 
 class Flag(StrEnum):

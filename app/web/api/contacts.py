@@ -17,9 +17,9 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import Forbidden
 
 from app import handoff
-from app.addresses import Address, AddressKind
+from app.addresses import Address
 from app.consent import ledger, queries
-from app.consent.values import Channel, Flag, Scope, Source, Status
+from app.consent.values import Channel, Flag, Scope, Source, Status, default_channel
 from app.errors import InvalidChange
 from app.lines import find_group, find_line
 from app.models import ConsentEvent, Organization
@@ -65,7 +65,7 @@ def change_consent(address: str) -> ResponseReturnValue:
         )
     db = session()
     org, scope = _scope(fields)
-    default = Channel.EMAIL if contact_address.kind is AddressKind.EMAIL else Channel.SMS
+    default = default_channel(contact_address)
     channel = Channel(fields.choice("channel", list(Channel), default=default))
     topic = fields.optional_text("topic")
     topics = keywords().matcher.config.topics
