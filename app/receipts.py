@@ -51,18 +51,8 @@ def handle(
             provider. It finds a message whose hand-off was cut off before the
             provider's id was recorded: the receipt proves the provider took it.
     """
-    receipt = Receipt(
-        provider=provider.name,
-        provider_message_id=update.message_id,
-        status=update.raw_status[:20],
-        error_code=update.error_code,
-    )
-    try:
-        with session.begin_nested():
-            session.add(receipt)
-            session.flush()
-    except IntegrityError:
-        return  # the provider sent this (message id, status) before: nothing changes
+    # The message first (locked), so that the receipt is written once, with its
+    # message id, rather than inserted and then updated.
     message = session.scalars(
         sa.select(Message)
         .where(
@@ -74,9 +64,21 @@ def handle(
     ).one_or_none()
     if message is None and our_id is not None:
         message = _unrecorded_hand_off(session, provider, our_id, update.message_id)
+    receipt = Receipt(
+        provider=provider.name,
+        provider_message_id=update.message_id,
+        status=update.raw_status[:20],
+        error_code=update.error_code,
+        message_id=message.id if message is not None else None,
+    )
+    try:
+        with session.begin_nested():
+            session.add(receipt)
+            session.flush()
+    except IntegrityError:
+        return  # the provider sent this (message id, status) before: nothing changes
     if message is None:
         return  # an id we do not know: the receipt is kept for reconciliation
-    receipt.message_id = message.id
     _advance(message, update)
     if update.status in (DeliveryStatus.UNDELIVERED, DeliveryStatus.FAILED) and update.error_code:
         apply_error(session, provider, message, update.error_code)
