@@ -428,3 +428,8 @@ def configure_logging(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("optgate").setLevel(settings.log_level)
+    # The twilio client logs every request it makes at INFO (method, URL with
+    # the account SID, headers): nine lines per send. Only when debugging.
+    logging.getLogger("twilio.http_client").setLevel(
+        logging.DEBUG if settings.log_level == "DEBUG" else logging.WARNING
+    )

@@ -279,6 +279,15 @@ def test_an_unreachable_database_is_one_line(
     assert run.error_line.startswith("error: cannot use the database: ")
 
 
+def test_a_worker_that_cannot_reach_redis_is_one_line_that_says_what_to_do(
+    optgate: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPTGATE_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    assert optgate("worker", "--burst").code == 1
+    assert optgate.error_line.startswith("error: cannot use Redis: ")
+    assert "`optgate requeue`" in optgate.error_line
+
+
 def test_db_upgrade_and_check(optgate: Run) -> None:
     assert optgate("db", "upgrade").code == 0
     assert optgate("db", "check").code == 0

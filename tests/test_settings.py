@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from app.settings import (
     ApiToken,
     Role,
     Settings,
+    configure_logging,
 )
 
 SID = "AC" + "0123456789abcdef" * 2
@@ -404,3 +407,17 @@ def test_a_mistyped_redis_url_is_not_echoed_because_it_may_hold_a_password() -> 
         Settings.from_env({"OPTGATE_REDIS_URL": "redis:/:s3cret@cache.internal:6379"})
     assert "s3cret" not in str(caught.value)
     assert str(caught.value).startswith("OPTGATE_REDIS_URL: ")
+
+
+@pytest.mark.parametrize(("level", "twilio_level"), [("INFO", "WARNING"), ("DEBUG", "DEBUG")])
+def test_the_twilio_clients_request_log_shows_only_when_debugging(
+    make_settings: Callable[..., Settings], level: str, twilio_level: str
+) -> None:
+    # At INFO it would log nine lines per send, the account SID among them.
+    logger = logging.getLogger("twilio.http_client")
+    before = logger.level
+    try:
+        configure_logging(make_settings(log_level=level))
+        assert logging.getLevelName(logger.level) == twilio_level
+    finally:
+        logger.setLevel(before)

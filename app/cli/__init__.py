@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from functools import cached_property
 
 import click
+import redis
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from app.db import Database
@@ -99,6 +100,13 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
         return _fail(f"cannot use the database: {_first_line(error.orig or error)}")
     except SQLAlchemyError as error:
         return _fail(f"database error: {_first_line(error)}")
+    except redis.RedisError as error:
+        # A worker whose Redis went away: it stops after the job in hand (sends
+        # live in the database), and its supervisor starts it again.
+        return _fail(
+            f"cannot use Redis: {_first_line(error)} (check OPTGATE_REDIS_URL; once Redis "
+            "is back, `optgate requeue` enqueues what it lost)"
+        )
     except Exception as error:
         return _fail(
             f"unexpected {type(error).__name__}: {_first_line(error)} "
