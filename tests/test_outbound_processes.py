@@ -1,5 +1,5 @@
 """The outbound guarantees with real processes: gunicorn answering STOPs while several
-`optgate worker` processes send a campaign, and a worker killed with -9 mid-send.
+`optgate worker` processes send a campaign, and a worker killed with -9 mid-campaign.
 
 The provider is the local stub (tests/twilio_stub.py) in this process: it stamps
 each send with the moment it arrived, on the same clock as the STOP answers.
@@ -19,7 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import sqlalchemy as sa
+from rq import Worker
 from twilio.request_validator import RequestValidator
 
 from app.addresses import normalize_line
@@ -27,11 +29,12 @@ from app.db import Database
 from app.handoff import INTERRUPTED
 from app.lines import add_line, get_or_create_organization
 from app.models import Message, MessageStatus
+from app.providers.twilio import SEND_TIMEOUT
 from app.settings import Settings
 from tests.conftest import SHIPPED_KEYWORDS, TWILIO_SID, TWILIO_TOKEN, free_port
 from tests.test_processes import OPTGATE, cleaned_up, environment, output, run, start, wait_ready
-from tests.twilio_stub import TwilioStub, running_stub
-from workers.queue import Outbox
+from tests.twilio_stub import Answer, TwilioStub, running_stub
+from workers.queue import JOB_SIZE, Outbox
 
 LINE = "+14155550100"
 
@@ -107,55 +110,80 @@ def workers_dir(tmp_path: Path) -> Iterator[Path]:
 def test_no_message_reaches_the_provider_after_its_stop_was_answered(
     clean_database_url: str, redis_url: str, redis_client: object, workers_dir: Path
 ) -> None:
-    size, stops, worker_count = 1500, 150, 3
+    size, stops, worker_count, texter_count = 10_000, 500, 2, 12
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with running_stub(free_port(), delay=0.02) as stub:
+    # The provider takes 50 ms to answer: a claimed message stays "sending" long enough
+    # for STOPs to find it so.
+    with running_stub(free_port(), delay=0.05) as stub:
         settings = prepare(clean_database_url, redis_url, stub, base)
         numbers = recipients(size)
         Outbox(settings).campaign(LINE, numbers, "Prices drop today. Reply STOP to opt out")
-        env = env_for(settings, workers_dir, OPTGATE_SEND_CONCURRENCY="8")
-        web = start(["web", "--bind", f"127.0.0.1:{port}", "--workers", "2"], env, workers_dir)
+        env = env_for(settings, workers_dir)  # each worker sends 16 at a time (the default)
+        web = start(["web", "--bind", f"127.0.0.1:{port}", "--workers", "4"], env, workers_dir)
         wait_ready(base, web, workers_dir, timeout=20)
 
-        # STOPs while the workers send, four at a time: half to numbers whose
-        # message a worker has claimed (the STOP must wait for the hand-off), half to
-        # the next ones still queued (the worker must see the STOP).
+        # STOPs while the workers send, from twelve texters at once: half to numbers whose
+        # message a worker has claimed (the STOP must wait for the hand-off), half to the
+        # next ones still queued (the worker must see the STOP). One poller reads the
+        # candidates for all of them, so the texters' reads do not load the database.
+        posted: dict[str, float] = {}
         answered: dict[str, float] = {}
+        errors: list[BaseException] = []
         taken: set[str] = set()
         lock = threading.Lock()
+        over = threading.Event()
+        candidates: dict[MessageStatus, list[str]] = {
+            MessageStatus.SENDING: [],
+            MessageStatus.QUEUED: [],
+        }
         watch = Database(clean_database_url)
 
-        def candidates(status: MessageStatus) -> list[str]:
-            with watch.sessions() as session:
-                return list(
-                    session.scalars(
-                        sa.select(Message.address)
-                        .where(Message.status == status)
-                        .order_by(Message.id)
-                        .limit(20)
-                    )
-                )
+        def poller() -> None:
+            try:
+                while not over.is_set():
+                    # A read-only transaction: on SQLite it does not take the write lock.
+                    with watch.reads() as session:
+                        for status in candidates:
+                            candidates[status] = list(
+                                session.scalars(
+                                    sa.select(Message.address)
+                                    .where(Message.status == status)
+                                    .order_by(Message.id)
+                                    .limit(40)
+                                )
+                            )
+                    if not any(candidates.values()):
+                        return  # the campaign is over: nothing left to race
+                    time.sleep(0.01)
+            except BaseException as error:
+                errors.append(error)
+            finally:
+                over.set()
 
         def texter(seed: int) -> None:
             rnd = random.Random(seed)
-            while len(taken) < stops and len(stub.received) < size - 100:
-                pool = candidates(
-                    MessageStatus.SENDING if rnd.random() < 0.5 else MessageStatus.QUEUED
-                )
-                if not pool:
-                    if not candidates(MessageStatus.SENDING) and not candidates(
-                        MessageStatus.QUEUED
-                    ):
-                        return  # the campaign is over (STOPs blocked many): nothing to race
-                    continue
-                number = rnd.choice(pool)
+            while not over.is_set():
+                status = MessageStatus.SENDING if rnd.random() < 0.5 else MessageStatus.QUEUED
                 with lock:
-                    if number in taken:
-                        continue
-                    taken.add(number)
-                assert post_stop(base, number, f"SM{int(number[1:]):032d}") == 200
+                    if len(taken) >= stops:
+                        return
+                    fresh = [n for n in candidates[status] if n not in taken]
+                    number = rnd.choice(fresh) if fresh else None
+                    if number is not None:
+                        taken.add(number)
+                if number is None:
+                    time.sleep(0.005)
+                    continue
+                posted[number] = time.monotonic()
+                try:
+                    status_code = post_stop(base, number, f"SM{int(number[1:]):032d}")
+                except BaseException as error:
+                    errors.append(error)
+                    return
                 answered[number] = time.monotonic()
+                if status_code != 200:
+                    errors.append(AssertionError(f"STOP from {number}: {status_code}"))
 
         workers = [
             subprocess.Popen(
@@ -168,70 +196,168 @@ def test_no_message_reaches_the_provider_after_its_stop_was_answered(
             )
             for _ in range(worker_count)
         ]
-        texters = [threading.Thread(target=texter, args=(seed,), daemon=True) for seed in range(4)]
+        watcher = threading.Thread(target=poller, daemon=True)
+        watcher.start()
+        texters = [
+            threading.Thread(target=texter, args=(seed,), daemon=True)
+            for seed in range(texter_count)
+        ]
         for thread in texters:
             thread.start()
+        deadline = time.monotonic() + 300
         for thread in texters:
-            thread.join(120)
+            thread.join(max(deadline - time.monotonic(), 0))
+        texted_by = len(stub.received)
         for worker in workers:
-            assert worker.wait(180) == 0, output(workers_dir)
+            assert worker.wait(300) == 0, output(workers_dir)
+        over.set()
+        watcher.join(10)
         web.send_signal(signal.SIGTERM)
         web.wait(15)
         watch.dispose()
         received = list(stub.received)
 
+    assert errors == []
+    assert not any(thread.is_alive() for thread in texters), "a texter hung"
     late = [
         (seen.to, seen.at - answered[seen.to])
         for seen in received
         if seen.to in answered and seen.at > answered[seen.to]
     ]
     assert late == [], "messages reached the provider after their STOP was answered"
-    assert max(Counter(seen.to for seen in received).values()) == 1, "a number got two"
+    arrived = {seen.to: seen.at for seen in received}
+    assert len(arrived) == len(received), "a number got two"
     rows = final_states(clean_database_url)
     states = Counter((row.status, row.block_reason) for row in rows)
     assert set(states) <= {(MessageStatus.SENT, None), (MessageStatus.BLOCKED, "opted_out")}
     assert sum(states.values()) == size
     assert states[(MessageStatus.SENT, None)] == len(received)
-    # The race was run, not dodged: STOPs landed both before and after their message left.
-    blocked = states[(MessageStatus.BLOCKED, "opted_out")]
-    assert len(answered) >= 50, "too few STOPs raced the campaign"
-    assert 0 < blocked < len(answered), states
+    blocked = {row.address for row in rows if row.status is MessageStatus.BLOCKED}
+    assert blocked <= set(answered), "blocked without a STOP"
+    # The race was run, not dodged: STOPs landed both before and after their message
+    # left, and before the campaign was nearly over.
+    assert len(answered) >= stops, f"only {len(answered)} STOPs raced the campaign"
+    assert 0 < len(blocked) < len(answered), states
+    assert texted_by < size - len(blocked), "the STOPs came after the campaign"
+    # STOPs whose message reached the provider while they were being answered: the
+    # webhook held their answer until the hand-off was done.
+    held = [n for n in answered if n in arrived and posted[n] <= arrived[n] <= answered[n]]
+    print(
+        f"\n{size} messages, {len(answered)} STOPs answered: {len(blocked)} blocked, "
+        f"{len(answered) - len(blocked)} sent before the answer, {len(held)} of them while "
+        f"the STOP was in flight; the texters were done after {texted_by} sends"
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.redis
-def test_a_worker_killed_mid_send_hands_nothing_over_twice(
-    clean_database_url: str, redis_url: str, redis_client: object, workers_dir: Path
+def test_a_worker_killed_mid_campaign_hands_nothing_over_twice(
+    clean_database_url: str, redis_url: str, redis_client: redis.Redis, workers_dir: Path
 ) -> None:
-    size = 60
-    with running_stub(free_port(), delay=1.0) as stub:
+    size, concurrency, hung_at = 2_000, 8, 3 * JOB_SIZE
+    numbers = recipients(size)
+    # The provider holds one batch of eight (the first of the campaign's fourth job)
+    # for longer than the test takes to kill the worker sending it, and past the
+    # worker's read timeout, so that only the kill can end those sends.
+    hung = numbers[hung_at : hung_at + concurrency]
+    with running_stub(free_port(), delay=0.02) as stub:
+        for number in hung:
+            stub.answers[number] = Answer(201, delay=SEND_TIMEOUT + 15)
         settings = prepare(clean_database_url, redis_url, stub, "https://sms.example.com")
-        numbers = recipients(size)
         Outbox(settings).campaign(LINE, numbers, "Hello")
-        env = env_for(settings, workers_dir, OPTGATE_SEND_CONCURRENCY="8")
+        env = env_for(settings, workers_dir, OPTGATE_SEND_CONCURRENCY=str(concurrency))
+        workers = {
+            process.pid: process
+            for process in (
+                subprocess.Popen(
+                    [OPTGATE, "worker", "--burst"],
+                    env=env,
+                    cwd=workers_dir,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+                for _ in range(2)
+            )
+        }
 
-        doomed = start(["worker"], env, workers_dir)
-        deadline = time.monotonic() + 30
-        while len(stub.received) < 8 and time.monotonic() < deadline:
+        def arrived() -> set[str]:
+            return {seen.to for seen in list(stub.received)}
+
+        # Whichever worker took the fourth job now has eight sends in flight.
+        deadline = time.monotonic() + 60
+        while not set(hung) <= arrived() and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert len(stub.received) == 8, output(workers_dir)
-        doomed.send_signal(signal.SIGKILL)  # eight sends are in flight
-        doomed.wait(10)
-        in_flight = {seen.to for seen in stub.received}
+        assert set(hung) <= arrived(), output(workers_dir)
+        stuck_at = time.monotonic()
+        hung_ids = message_ids(clean_database_url, hung)
+        [busy] = [
+            worker
+            for worker in Worker.all(connection=redis_client)
+            if (job := worker.get_current_job()) is not None and hung_ids <= set(job.args[0])
+        ]
+        doomed = workers[busy.pid or 0]
+        [survivor] = [process for process in workers.values() if process is not doomed]
 
+        # Kill it once the other worker has been seen sending on its own.
+        before = len(stub.received)
+        while len(stub.received) < before + 100 and time.monotonic() < stuck_at + 10:
+            time.sleep(0.02)
+        assert survivor.poll() is None, "the other worker was done before the kill"
+        doomed.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        assert doomed.wait(10) == -signal.SIGKILL
+        assert killed_at < stuck_at + SEND_TIMEOUT, "the hung sends may have timed out"
+        assert survivor.wait(300) == 0, output(workers_dir)
+
+        # What the dead worker left: its eight sends still "sending", the rest of its
+        # job still queued (its job died with it).
+        stranded = {
+            row.address: row.status
+            for row in final_states(clean_database_url)
+            if row.status is not MessageStatus.SENT
+        }
+        left = Counter(stranded.values())
+        assert {n for n, s in stranded.items() if s is MessageStatus.SENDING} == set(hung)
+        queued = {n for n, s in stranded.items() if s is MessageStatus.QUEUED}
+        assert queued <= set(numbers[hung_at + concurrency : hung_at + JOB_SIZE]), left
+        assert len(stranded) == len(hung) + len(queued), left
+
+        # No worker runs now, so --interrupted-after 0 is safe.
         requeued = run(["requeue", "--older-than", "0", "--interrupted-after", "0"], env,
                        workers_dir)  # fmt: skip
         assert requeued.returncode == 0, requeued.stderr
-        assert "settled 8 interrupted sends" in requeued.stdout
+        assert f"enqueued {len(queued)} queued messages" in requeued.stdout, requeued.stdout
+        assert f"settled {len(hung)} interrupted sends" in requeued.stdout, requeued.stdout
         drained = run(["worker", "--burst"], env, workers_dir)
         assert drained.returncode == 0, drained.stderr
         received = list(stub.received)
 
-    assert max(Counter(seen.to for seen in received).values()) == 1, "a number got two"
+    # Every message ends in exactly one final state: sent, or failed as interrupted
+    # for exactly the eight the dead worker was handing over (which reached the
+    # provider, before the kill, and were never handed over again).
     rows = final_states(clean_database_url)
     assert len(rows) == size
+    states = Counter((row.status, row.error_code) for row in rows)
+    assert set(states) == {(MessageStatus.SENT, None), (MessageStatus.FAILED, INTERRUPTED)}
     interrupted = {row.address for row in rows if row.error_code == INTERRUPTED}
-    assert interrupted == in_flight
-    assert all(row.status is MessageStatus.FAILED for row in rows if row.address in in_flight)
+    assert interrupted == set(hung)
+    counts = Counter(seen.to for seen in received)
+    assert max(counts.values()) == 1, "a number got two"
+    assert all(seen.at < killed_at for seen in received if seen.to in interrupted)
     sent = {row.address for row in rows if row.status is MessageStatus.SENT}
-    assert sent | interrupted == set(numbers) and not sent & interrupted
+    assert sent == set(counts) - interrupted
+    assert len(sent) == len(received) - len(interrupted) == size - len(hung)
+    print(
+        f"\n{size} messages, a worker killed with {len(hung)} sends in flight, "
+        f"{before} sends in: {len(queued)} of its job requeued; {len(sent)} sent, "
+        f"{len(interrupted)} failed as interrupted, none handed over twice"
+    )
+
+
+def message_ids(database_url: str, addresses: list[str]) -> set[int]:
+    database = Database(database_url)
+    with database.sessions() as session:
+        ids = set(session.scalars(sa.select(Message.id).where(Message.address.in_(addresses))))
+    database.dispose()
+    return ids
