@@ -122,7 +122,9 @@ class Sender:
             outcomes[SKIPPED] = len(message_ids) - len(claimed)
         if claimed:
             decided_at = monotonic()
-            with self.database.sessions() as session:
+            # A read-only session: on SQLite it does not take the write lock, which
+            # the STOPs being answered meanwhile need.
+            with self.database.reads() as session:
                 decisions = self._decide(session, claimed)
             outcomes.update(
                 self._pool.map(lambda decision: self._proceed(decision, decided_at), decisions)
@@ -146,7 +148,7 @@ class Sender:
             # Stale (a paused process, a slow batch): a STOP answered meanwhile did
             # not wait for this hand-off, so decide again (app/handoff.py).
             decided_at = monotonic()
-            with self.database.sessions() as session:
+            with self.database.reads() as session:
                 [decision] = self._decide(session, [message.id])
 
     def _decide(self, session: Session, message_ids: Sequence[int]) -> list[Decision]:

@@ -525,6 +525,27 @@ def test_a_hand_off_left_by_a_dead_worker_delays_a_stop_boundedly(
     assert webhook.status_of(CONTACT, LINE) == "opted_out"
 
 
+def test_the_decision_to_send_is_read_without_the_write_lock(outbound: Outbound) -> None:
+    """On SQLite the claim and the record of the hand-off take the write lock, and the
+    consent read between them does not: STOPs answered meanwhile are not held up."""
+    message_id = outbound.queue(CONTACT)
+    sender = outbound.sender()
+    begins: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("BEGIN"):
+            begins.append(statement.strip())
+
+    sa.event.listen(outbound.database.engine, "before_cursor_execute", seen)
+    try:
+        assert sender.send_one(message_id) == "sent"
+    finally:
+        sa.event.remove(outbound.database.engine, "before_cursor_execute", seen)
+
+    if outbound.database.engine.dialect.name == "sqlite":
+        assert begins == ["BEGIN IMMEDIATE", "BEGIN", "BEGIN IMMEDIATE"], begins
+
+
 def test_a_stop_waiting_for_a_hand_off_never_takes_the_write_lock(outbound: Outbound) -> None:
     """On SQLite each look of the wait is a plain BEGIN: the worker it waits for can commit."""
     message_id = outbound.queue(CONTACT)
