@@ -69,15 +69,13 @@ def machine(postgres: str) -> list[str]:
         pg = connection.exec_driver_sql("SHOW server_version").scalar_one()
     engine.dispose()
     import sqlite3
-
-    import flask
-    import gunicorn
+    from importlib.metadata import version as installed
 
     return [
         f"- Machine: {os.cpu_count()} × {cpu}, {memory:.0f} GiB, {os_name}",
         f"- Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
         f"PostgreSQL {pg.split()[0]}, Redis {version(['redis-server', '--version'])}, "
-        f"Flask {flask.__version__}, gunicorn {gunicorn.__version__}, "
+        f"Flask {installed('flask')}, gunicorn {installed('gunicorn')}, "
         f"wrk {version(['wrk', '--version'])}",
         "- PostgreSQL, Redis, the app, the provider stub and the load tool all share the "
         "machine, as in the tests",
