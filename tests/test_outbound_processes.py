@@ -99,6 +99,21 @@ def post_stop(base: str, number: str, sid: str) -> int:
         return int(response.status)
 
 
+def burst_workers(count: int, env: dict[str, str], folder: Path) -> list[subprocess.Popen[bytes]]:
+    """``count`` processes of ``optgate worker --burst``, each in a session of its own."""
+    return [
+        subprocess.Popen(
+            [OPTGATE, "worker", "--burst"],
+            env=env,
+            cwd=folder,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for _ in range(count)
+    ]
+
+
 @pytest.fixture
 def workers_dir(tmp_path: Path) -> Iterator[Path]:
     with cleaned_up(tmp_path):
@@ -266,20 +281,7 @@ def test_a_worker_killed_mid_campaign_hands_nothing_over_twice(
         settings = prepare(clean_database_url, redis_url, stub, "https://sms.example.com")
         Outbox(settings).campaign(LINE, numbers, "Hello")
         env = env_for(settings, workers_dir, OPTGATE_SEND_CONCURRENCY=str(concurrency))
-        workers = {
-            process.pid: process
-            for process in (
-                subprocess.Popen(
-                    [OPTGATE, "worker", "--burst"],
-                    env=env,
-                    cwd=workers_dir,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-                for _ in range(2)
-            )
-        }
+        workers = {process.pid: process for process in burst_workers(2, env, workers_dir)}
 
         def arrived() -> set[str]:
             return {seen.to for seen in list(stub.received)}
