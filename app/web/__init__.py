@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from app.db import Database
 from app.keywords.store import KeywordStore
 from app.settings import Settings
+from workers.queue import Outbox
 
 
 def settings() -> Settings:
@@ -26,6 +27,12 @@ def database() -> Database:
 
 def keywords() -> KeywordStore:
     value: KeywordStore = current_app.extensions["optgate.keywords"]
+    return value
+
+
+def outbox() -> Outbox:
+    """Queues messages; its Redis connection pool is shared by the API and /readyz."""
+    value: Outbox = current_app.extensions["optgate.outbox"]
     return value
 
 
@@ -46,6 +53,11 @@ def _close_session(_error: BaseException | None) -> None:
 def init_app(app: Flask) -> None:
     from app.web import api, errors, health, webhooks
 
+    app.extensions["optgate.outbox"] = Outbox(
+        app.extensions["optgate.settings"],
+        app.extensions["optgate.database"],
+        app.extensions["optgate.keywords"],
+    )
     app.teardown_appcontext(_close_session)
     errors.init_app(app)
     app.register_blueprint(health.blueprint)

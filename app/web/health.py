@@ -7,8 +7,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import migrate
-from app.web import database, keywords
-from app.web.api import outbox
+from app.web import database, keywords, outbox
 
 blueprint = Blueprint("health", __name__)
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from flask import Blueprint, Flask, current_app, g, request
+from flask import Blueprint, Flask, g, request
 from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import BadRequest, Forbidden, Unauthorized
@@ -30,7 +30,6 @@ from app.lines import find_organization
 from app.models import Organization
 from app.settings import ApiToken, Role
 from app.web import session, settings
-from workers.queue import Outbox
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 F = TypeVar("F", bound=Callable[..., ResponseReturnValue])
@@ -75,11 +74,6 @@ def _token() -> ApiToken:
 def _unauthorized(message: str) -> Unauthorized:
     # RFC 6750: a 401 says which scheme it wants.
     return Unauthorized(message, www_authenticate=WWWAuthenticate("bearer", {"realm": "optgate"}))
-
-
-def outbox() -> Outbox:
-    value: Outbox = current_app.extensions["optgate.outbox"]
-    return value
 
 
 # -- request parsing --------------------------------------------------------------------
@@ -223,11 +217,6 @@ def iso(moment: datetime | None) -> str | None:
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["optgate.outbox"] = Outbox(
-        app.extensions["optgate.settings"],
-        app.extensions["optgate.database"],
-        app.extensions["optgate.keywords"],
-    )
     # The views register themselves on the blueprint when imported.
     from app.web.api import contacts, openapi, outbound, reports, review  # noqa: F401
 

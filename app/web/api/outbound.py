@@ -12,8 +12,8 @@ from app.consent.policy import MEANINGS, BlockReason
 from app.errors import InvalidMessage, NotFound
 from app.models import Campaign, Direction, Line, Message
 from app.settings import Role
-from app.web import session
-from app.web.api import Fields, blueprint, iso, json_object, outbox, requires
+from app.web import outbox, session
+from app.web.api import Fields, blueprint, iso, json_object, requires
 
 # -- messages ---------------------------------------------------------------------------
 
