@@ -70,18 +70,13 @@ def gated_rate(settings: Settings, stub_received: list, count: int, workers: int
         LINE, numbers(count, ("646", "718")[workers - 1]), "Hello", kind="transactional"
     )
     before = len(stub_received)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("OPTGATE_")},
-        "OPTGATE_DATABASE_URL": settings.database_url,
-        "OPTGATE_REDIS_URL": settings.redis_url,
-        "OPTGATE_TWILIO_API_URL": settings.twilio_api_url or "",
-        "OPTGATE_QUIET_HOURS": "off",
-        "OPTGATE_SEND_CONCURRENCY": str(settings.send_concurrency),
-        "OPTGATE_KEYWORDS": str(SHIPPED_KEYWORDS),
-        "OPTGATE_LOG_LEVEL": "WARNING",
-        "TWILIO_ACCOUNT_SID": TWILIO_SID,
-        "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
-    }
+    env = scratch.optgate_env(
+        settings.database_url,
+        settings.redis_url,
+        OPTGATE_TWILIO_API_URL=settings.twilio_api_url or "",
+        OPTGATE_QUIET_HOURS="off",
+        OPTGATE_SEND_CONCURRENCY=str(settings.send_concurrency),
+    )
     processes = [
         subprocess.Popen([OPTGATE, "worker", "--burst"], env=env, stderr=subprocess.DEVNULL)
         for _ in range(workers)

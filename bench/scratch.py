@@ -6,6 +6,8 @@ server at ``admin_url`` (created, then dropped even when the benchmark fails).
 
 from __future__ import annotations
 
+import os
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -14,7 +16,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+# The benchmarks import the test helpers (tests/ is not an installed package).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from app import migrate
+from tests.conftest import SHIPPED_KEYWORDS, TWILIO_SID, TWILIO_TOKEN
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -49,3 +55,19 @@ def both(admin_url: str) -> Iterator[tuple[str, str]]:
         yield "SQLite (WAL)", url
     with postgres_database(admin_url) as url:
         yield "PostgreSQL", url
+
+
+def optgate_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
+    """The environment of an ``optgate`` process under benchmark: this one's, without
+    its OPTGATE_ settings, plus the scratch database, Redis, the shipped keywords,
+    the test Twilio credentials, warnings only, and ``extra``."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("OPTGATE_")},
+        "OPTGATE_DATABASE_URL": database_url,
+        "OPTGATE_REDIS_URL": redis_url,
+        "OPTGATE_KEYWORDS": str(SHIPPED_KEYWORDS),
+        "OPTGATE_LOG_LEVEL": "WARNING",
+        "TWILIO_ACCOUNT_SID": TWILIO_SID,
+        "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+        **extra,
+    }

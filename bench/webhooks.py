@@ -35,7 +35,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +50,7 @@ from app.addresses import normalize_line
 from app.db import Database
 from app.lines import add_line, get_or_create_organization
 from app.models import Direction, Message, MessageKind, MessageStatus
-from tests.conftest import SHIPPED_KEYWORDS, TWILIO_SID, TWILIO_TOKEN, free_port
+from tests.conftest import TWILIO_SID, TWILIO_TOKEN, free_port
 
 BENCH = Path(__file__).resolve().parent
 OPTGATE = str(Path(sys.executable).parent / "optgate")
@@ -79,6 +79,8 @@ RECEIPTS = (
     + [("failed", "30005"), ("failed", "21610")]
 )
 RETRY_SHARE = 0.05
+#: One prepared request: (path with query, form body, X-Twilio-Signature).
+Request = tuple[str, str, str]
 WRK_SCRIPT = BENCH / "wrk_requests.lua"
 
 
@@ -99,25 +101,23 @@ class Measured:
 # -- the requests ------------------------------------------------------------------------
 
 
-def signed(base: str, path: str, params: dict[str, str]) -> tuple[str, str, str]:
+def signed(base: str, path: str, params: dict[str, str]) -> Request:
     """(path, form body, X-Twilio-Signature) of one request, as Twilio would sign it."""
     signature = RequestValidator(TWILIO_TOKEN).compute_signature(base + path, params)
     return path, urllib.parse.urlencode(params), signature
 
 
-def with_retries(
-    make: list[tuple[str, str, str]], rnd: random.Random
-) -> list[tuple[str, str, str]]:
+def with_retries(requests: list[Request], rnd: random.Random) -> list[Request]:
     """The stream with 5 % of its requests sent again, soon after the first (Twilio's retry)."""
-    stream: list[tuple[str, str, str]] = []
-    for request in make:
+    stream: list[Request] = []
+    for request in requests:
         stream.append(request)
         if len(stream) > 20 and rnd.random() < RETRY_SHARE / (1 - RETRY_SHARE):
             stream.append(stream[-rnd.randint(2, 20)])
     return stream
 
 
-def inbound_stream(base: str, tag: str, count: int, rnd: random.Random) -> list[tuple[str, ...]]:
+def inbound_stream(base: str, tag: str, count: int, rnd: random.Random) -> list[Request]:
     requests = []
     for n in range(count):
         body = rnd.choice(KEYWORD_TEXTS if rnd.random() < 0.10 else ORDINARY_TEXTS)
@@ -135,7 +135,7 @@ def inbound_stream(base: str, tag: str, count: int, rnd: random.Random) -> list[
 
 def status_stream(
     base: str, sent: list[tuple[int, str, str]], count: int, rnd: random.Random
-) -> list[tuple[str, ...]]:
+) -> list[Request]:
     requests = []
     for n in range(count):
         message_id, sid, to = sent[n % len(sent)]
@@ -151,7 +151,7 @@ def status_stream(
     return with_retries(requests, rnd)
 
 
-def write_requests(path: Path, stream: list[tuple[str, ...]]) -> None:
+def write_requests(path: Path, stream: list[Request]) -> None:
     """A Lua file returning the requests (all of ASCII: paths, form bodies, base64)."""
     with path.open("w") as out:
         out.write("return {\n")
@@ -210,13 +210,15 @@ def serving(command: list[str], env: dict[str, str], base: str) -> Iterator[None
         process.wait(30)
 
 
-def measure(base: str, label: str, make: object, seconds: float, runs: int) -> Measured:
+def measure(
+    base: str, label: str, make: Callable[[str], list[Request]], seconds: float, runs: int
+) -> Measured:
     """Median run of ``runs`` (by rate), each on requests it has not seen, after a warm-up."""
     with tempfile.TemporaryDirectory() as folder:
         results = []
         for run in range(runs + 1):  # run 0 warms up
             path = Path(folder) / f"{label}{run}.lua"
-            write_requests(path, make(f"{run:02d}"))  # type: ignore[operator]
+            write_requests(path, make(f"{run:02d}"))
             measured = wrk(base, path, 3 if run == 0 else seconds)
             if measured.errors or measured.non_2xx:
                 raise SystemExit(f"{label}: {measured.errors} socket errors, "
@@ -294,16 +296,7 @@ def optgate_cases(
     sent = seed_sent(url, args.prepare)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("OPTGATE_")},
-        "OPTGATE_DATABASE_URL": url,
-        "OPTGATE_REDIS_URL": args.redis,
-        "OPTGATE_PUBLIC_URL": base,
-        "OPTGATE_KEYWORDS": str(SHIPPED_KEYWORDS),
-        "OPTGATE_LOG_LEVEL": "WARNING",
-        "TWILIO_ACCOUNT_SID": TWILIO_SID,
-        "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
-    }
+    env = scratch.optgate_env(url, args.redis, OPTGATE_PUBLIC_URL=base)
     command = [OPTGATE, "web", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
     with serving(command, env, base):
         inbound = measure(
