@@ -200,17 +200,7 @@ def test_no_message_reaches_the_provider_after_its_stop_was_answered(
                 if status_code != 200:
                     errors.append(AssertionError(f"STOP from {number}: {status_code}"))
 
-        workers = [
-            subprocess.Popen(
-                [OPTGATE, "worker", "--burst"],
-                env=env,
-                cwd=workers_dir,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            for _ in range(worker_count)
-        ]
+        workers = burst_workers(worker_count, env, workers_dir)
         watcher = threading.Thread(target=poller, daemon=True)
         watcher.start()
         texters = [

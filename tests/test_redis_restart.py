@@ -190,6 +190,8 @@ def test_redis_restarted_mid_campaign_loses_nothing_once_requeue_has_run(
             while any(w.poll() is None for w in workers) and time.monotonic() < deadline:
                 time.sleep(0.1)
         died = [worker.returncode for worker in workers if worker.poll() is not None]
+        if outage == "until-workers-die":
+            assert len(died) == len(workers), f"workers lived on without Redis\n{said()}"
         if len(died) == len(workers):
             # No worker runs: whatever is still 'sending' now, a dead worker left.
             assert statuses(clean_database_url)[MessageStatus.SENDING] == 0, "died mid-send"
