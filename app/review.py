@@ -135,9 +135,8 @@ def _opt_out(
     reason: str | None,
     topic: str | None,
 ) -> ledger.Outcome:
-    if topic is not None and topic not in matcher.config.topics:
-        known = ", ".join(matcher.config.topics) or "none in keywords.yaml"
-        raise InvalidChange(f"topic {topic!r} is not a topic of keywords.yaml (known: {known})")
+    if why := matcher.config.unknown_topic(topic):
+        raise InvalidChange(f"topic {why}")
     try:
         sender = normalize(message.address, region)
     except InvalidAddress:

@@ -193,6 +193,14 @@ class Config:
         override = self.override_for(line, group)
         return override.rules if override else self.defaults
 
+    def unknown_topic(self, topic: str | None) -> str | None:
+        """Why ``topic`` cannot be named (a misspelt one would bypass its opt-outs), or
+        None when it is one of the topics defined here, or no topic at all."""
+        if topic is None or topic in self.topics:
+            return None
+        known = ", ".join(self.topics) or "none in keywords.yaml"
+        return f"{topic!r} is not a topic of keywords.yaml (known: {known})"
+
 
 # -- loading --------------------------------------------------------------------------
 

@@ -68,10 +68,8 @@ def change_consent(address: str) -> ResponseReturnValue:
     default = default_channel(contact_address)
     channel = Channel(fields.choice("channel", list(Channel), default=default))
     topic = fields.optional_text("topic")
-    topics = keywords().matcher.config.topics
-    if topic is not None and topic not in topics:
-        known = ", ".join(topics) or "none in keywords.yaml"
-        raise InvalidChange(f"topic: {topic!r} is not a topic of keywords.yaml (known: {known})")
+    if why := keywords().matcher.config.unknown_topic(topic):
+        raise InvalidChange(f"topic: {why}")
     outcome = ledger.apply(
         db,
         ledger.Change(

@@ -99,9 +99,8 @@ def snapshot() -> ResponseReturnValue:
     )
     status = query_choice("status", [Status.OPTED_IN, Status.OPTED_OUT], None)
     topic = request.args.get("topic")
-    if topic is not None and topic not in keywords().matcher.config.topics:
-        known = ", ".join(keywords().matcher.config.topics) or "none in keywords.yaml"
-        raise InvalidRequest(f"topic: {topic!r} is not a topic of keywords.yaml (known: {known})")
+    if why := keywords().matcher.config.unknown_topic(topic):
+        raise InvalidRequest(f"topic: {why}")
     shape = query_choice("format", ["json", "csv"], "json")
     report = reports.Snapshot(org.id, lines, Status(status) if status else None, topic)
     end_reads()
