@@ -20,10 +20,12 @@ import os
 import platform
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from importlib.metadata import version as installed
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -68,9 +70,6 @@ def machine(postgres: str) -> list[str]:
     with engine.connect() as connection:
         pg = connection.exec_driver_sql("SHOW server_version").scalar_one()
     engine.dispose()
-    import sqlite3
-    from importlib.metadata import version as installed
-
     return [
         f"- Machine: {os.cpu_count()} × {cpu}, {memory:.0f} GiB, {os_name}",
         f"- Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
