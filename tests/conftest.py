@@ -43,6 +43,21 @@ POSTGRES_ADMIN_URL = os.environ.get(
 REDIS_URL = os.environ.get("OPTGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
+def inbound_form(message_id: str, sender: str, to: str, body: str, **fields: str) -> dict[str, str]:
+    """An inbound SMS as Twilio posts it to the messages webhook (``fields`` added or replaced)."""
+    return {
+        "MessageSid": message_id,
+        "AccountSid": TWILIO_SID,
+        "From": sender,
+        "To": to,
+        "Body": body,
+        "NumMedia": "0",
+        "NumSegments": "1",
+        "ApiVersion": "2010-04-01",
+        **fields,
+    }
+
+
 def unavailable(what: str, why: object) -> None:
     """Skip, or under CI fail: CI must not pass by skipping what it should test."""
     if CI:
@@ -141,6 +156,14 @@ def clean_database_url(
     url: str = request.getfixturevalue("postgres_url")
     yield url
     truncate(url)
+
+
+@pytest.fixture
+def db(clean_database_url: str) -> Iterator[Database]:
+    """A Database on ``clean_database_url``, disposed of afterwards."""
+    database = Database(clean_database_url)
+    yield database
+    database.dispose()
 
 
 def truncate(url: str) -> None:

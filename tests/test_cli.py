@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,16 +50,16 @@ class Run:
 def optgate(
     clean_database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Run:
-    monkeypatch.setenv("OPTGATE_DATABASE_URL", clean_database_url)
+    return cli_on(clean_database_url, monkeypatch, capsys)
+
+
+def cli_on(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Run:
+    """``optgate`` on ``database_url``, with no default region from the environment."""
+    monkeypatch.setenv("OPTGATE_DATABASE_URL", database_url)
     monkeypatch.delenv("OPTGATE_DEFAULT_REGION", raising=False)
     return Run(capsys)
-
-
-@pytest.fixture
-def db(clean_database_url: str) -> Iterator[Database]:
-    database = Database(clean_database_url)
-    yield database
-    database.dispose()
 
 
 def test_lines_add_and_list(optgate: Run) -> None:

@@ -24,7 +24,7 @@ from app.consent import ledger, queries
 from app.consent.values import Scope, Source, Status
 from app.db import Database
 from app.models import ConsentEvent, Line, Organization
-from tests.test_cli import Run
+from tests.test_cli import Run, cli_on
 
 LINE_A, LINE_B = "+14155550100", "+14155550101"
 
@@ -33,9 +33,7 @@ LINE_A, LINE_B = "+14155550100", "+14155550101"
 def optgate(
     clean_database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Run:
-    monkeypatch.setenv("OPTGATE_DATABASE_URL", clean_database_url)
-    monkeypatch.delenv("OPTGATE_DEFAULT_REGION", raising=False)
-    run = Run(capsys)
+    run = cli_on(clean_database_url, monkeypatch, capsys)
     assert run("lines", "add", LINE_A).code == 0
     assert run("lines", "add", LINE_B, "--group", "MG1").code == 0
     return run

@@ -21,10 +21,17 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from twilio.request_validator import RequestValidator
 
 from tests.conftest import SHIPPED_KEYWORDS, TWILIO_SID, TWILIO_TOKEN, free_port
-from tests.test_processes import cleaned_up, environment, output, run, start, wait_ready
+from tests.test_processes import (
+    cleaned_up,
+    environment,
+    output,
+    run,
+    start,
+    twilio_request,
+    wait_ready,
+)
 
 SHORT_CODE = "12345"  # optgate answers HELP itself on a short code
 OLD, NEW = "Acme Motors", "Acme Cars"
@@ -39,13 +46,7 @@ def help_text(base: str, number: int) -> tuple[int, str]:
         "To": SHORT_CODE,
         "Body": "HELP",
     }
-    signature = RequestValidator(TWILIO_TOKEN).compute_signature(url, params)
-    request = urllib.request.Request(
-        url,
-        data=urllib.parse.urlencode(params).encode(),
-        headers={"X-Twilio-Signature": signature},
-        method="POST",
-    )
+    request = twilio_request(url, params)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read().decode()

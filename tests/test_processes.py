@@ -118,6 +118,21 @@ def alive(pid: int) -> bool:
     return state != "Z"  # a zombie has ended; only its parent has not reaped it yet
 
 
+def twilio_request(url: str, params: dict[str, str]) -> urllib.request.Request:
+    """A POST of ``params`` to ``url``, signed as Twilio signs it."""
+    from twilio.request_validator import RequestValidator
+
+    from tests.conftest import TWILIO_TOKEN
+
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(url, params)
+    return urllib.request.Request(
+        url,
+        data=urllib.parse.urlencode(params).encode(),
+        headers={"X-Twilio-Signature": signature},
+        method="POST",
+    )
+
+
 @contextlib.contextmanager
 def cleaned_up(tmp_path: Path) -> Iterator[None]:
     """Kill, at the end, every process still running in tmp_path (all started by the test)."""
@@ -255,7 +270,6 @@ def test_dev_exits_1_when_one_of_its_processes_dies(tmp_path: Path) -> None:
 def test_a_signed_stop_through_gunicorn_is_committed_before_the_answer(
     clean_database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    from twilio.request_validator import RequestValidator
 
     from app.addresses import normalize
     from app.consent import queries
@@ -279,13 +293,7 @@ def test_a_signed_stop_through_gunicorn_is_committed_before_the_answer(
         "To": "+14155550100",
         "Body": "Please stop texting me 🙏",
     }
-    signature = RequestValidator(TWILIO_TOKEN).compute_signature(url, params)
-    request = urllib.request.Request(
-        url,
-        data=urllib.parse.urlencode(params).encode(),
-        headers={"X-Twilio-Signature": signature},
-        method="POST",
-    )
+    request = twilio_request(url, params)
     with cleaned_up(tmp_path):
         web = start(["web", "--bind", f"127.0.0.1:{port}", "--workers", "2"], env, tmp_path)
         wait_ready(f"http://127.0.0.1:{port}", web, tmp_path, timeout=20)

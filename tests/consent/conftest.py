@@ -3,6 +3,9 @@
 acme
 ├── group MG1 (a Twilio Messaging Service): lines A (+14155550101), B (+14155550102)
 └── line C (+14155550103), standalone
+
+``world`` builds it in the test's rolled-back session; ``acme`` commits it (and
+another organisation, other, with line D +14155550104) to a clean database.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from app.addresses import Address, normalize
 from app.consent import history, ledger, queries
 from app.consent.rules import Decision, Point, decide
 from app.consent.values import Channel, Flag, Scope, Source, Status
+from app.db import Database
 from app.lines import add_line, get_or_create_group, get_or_create_organization
 from app.models import ContactAddress, Line, LineGroup, Organization
 
@@ -110,3 +114,85 @@ def world(session: Session) -> World:
     b, _ = add_line(session, normalize("+14155550102"), org, group, "B")
     c, _ = add_line(session, normalize("+14155550103"), org, None, "C")
     return World(session, org, group, a, b, c)
+
+
+# -- acme committed to a database of its own (reports, imports) ---------------------------
+
+
+@dataclass
+class Acme:
+    db: Database
+    org: Organization
+    other: Organization
+    group: LineGroup
+    a: Line
+    b: Line
+    c: Line
+    d: Line
+
+    def change(
+        self,
+        number: str,
+        status: Status,
+        source: Source = Source.MANUAL,
+        scope: Scope | None = None,
+        *,
+        org: Organization | None = None,
+        via: Line | None = None,
+        actor: str | None = None,
+        **fields: Any,
+    ) -> ledger.Outcome:
+        """One committed change; keyword changes come via line A (or ``via``)."""
+        if source is Source.KEYWORD:
+            fields["via_line_id"] = (via or self.a).id
+        with self.db.transaction() as session:
+            return ledger.apply(
+                session,
+                ledger.Change(
+                    organization_id=(org or self.org).id,
+                    address=normalize(number),
+                    scope=scope or Scope.organization(),
+                    status=status,
+                    source=source,
+                    actor=actor or ("contact" if source is Source.KEYWORD else "alice"),
+                    **fields,
+                ),
+            )
+
+    def flag(self, number: str, flag: Flag, actor: str = "alice") -> ledger.Outcome:
+        with self.db.transaction() as session:
+            return ledger.set_flag(
+                session,
+                ledger.FlagChange(self.org.id, normalize(number), flag, True, Source.MANUAL, actor),
+            )
+
+    def history(self, number: str, org: Organization | None = None) -> list[dict[str, Any]]:
+        with self.db.sessions() as session:
+            return queries.address_history(session, org or self.org, normalize(number))
+
+    def addresses(self, org: Organization | None = None) -> list[Address]:
+        """The organisation's addresses, by id (the snapshot's order)."""
+        with self.db.sessions() as session:
+            rows = session.execute(
+                sa.select(ContactAddress.value, ContactAddress.kind)
+                .where(ContactAddress.organization_id == (org or self.org).id)
+                .order_by(ContactAddress.id)
+            ).all()
+        return [Address(value, kind) for value, kind in rows]
+
+
+def build_acme(db: Database) -> Acme:
+    with db.transaction() as session:
+        org = get_or_create_organization(session, "acme")
+        other = get_or_create_organization(session, "other")
+        group = get_or_create_group(session, org, "MG1")
+        a, _ = add_line(session, normalize("+14155550101"), org, group, "A")
+        b, _ = add_line(session, normalize("+14155550102"), org, group, "B")
+        c, _ = add_line(session, normalize("+14155550103"), org, None, "C")
+        d, _ = add_line(session, normalize("+14155550104"), other, None, "D")
+    return Acme(db, org, other, group, a, b, c, d)
+
+
+@pytest.fixture
+def acme(db: Database) -> Acme:
+    return build_acme(db)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from typing import Any
 
 import pytest
@@ -25,23 +25,12 @@ from app.consent.values import Channel, Flag, Scope, Source, Status
 from app.db import Database
 from app.errors import InvalidChange
 from app.models import ConsentEvent, ContactAddress
-from tests.consent.test_reports import Acme, build_acme, number
+from tests.consent.conftest import Acme
+from tests.consent.test_reports import number
 
 IN, OUT = Status.OPTED_IN, Status.OPTED_OUT
 HEADER = "address,status,line,group,channel,topic,reason"
 ACTOR = "jane (crm export 2026-11)"
-
-
-@pytest.fixture
-def db(clean_database_url: str) -> Iterator[Database]:
-    database = Database(clean_database_url)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def acme(db: Database) -> Acme:
-    return build_acme(db)
 
 
 def stream(data: str | bytes) -> io.TextIOWrapper:

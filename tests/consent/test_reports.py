@@ -18,31 +18,26 @@ import io
 import threading
 import time
 import tracemalloc
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from app.addresses import Address, normalize
 from app.consent import ledger, queries, reports
 from app.consent.queries import EVENT_COLUMNS
 from app.consent.values import Channel, Flag, Scope, Source, Status
 from app.db import Database
-from app.lines import add_line, get_or_create_group, get_or_create_organization
 from app.models import (
     GENESIS_HASH,
     ConsentEvent,
     ContactAddress,
     Direction,
     Line,
-    LineGroup,
     Message,
     MessageStatus,
-    Organization,
 )
+from tests.consent.conftest import Acme
 
 IN, OUT = Status.OPTED_IN, Status.OPTED_OUT
 KEYWORD, MANUAL, IMPORT = Source.KEYWORD, Source.MANUAL, Source.IMPORT
@@ -60,92 +55,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@dataclass
-class Acme:
-    db: Database
-    org: Organization
-    other: Organization
-    group: LineGroup
-    a: Line
-    b: Line
-    c: Line
-    d: Line
-
-    def change(
-        self,
-        number: str,
-        status: Status,
-        source: Source = MANUAL,
-        scope: Scope | None = None,
-        *,
-        org: Organization | None = None,
-        via: Line | None = None,
-        actor: str | None = None,
-        **fields: Any,
-    ) -> ledger.Outcome:
-        """One committed change; keyword changes come via line A (or ``via``)."""
-        if source is KEYWORD:
-            fields["via_line_id"] = (via or self.a).id
-        with self.db.transaction() as session:
-            return ledger.apply(
-                session,
-                ledger.Change(
-                    organization_id=(org or self.org).id,
-                    address=normalize(number),
-                    scope=scope or Scope.organization(),
-                    status=status,
-                    source=source,
-                    actor=actor or ("contact" if source is KEYWORD else "alice"),
-                    **fields,
-                ),
-            )
-
-    def flag(self, number: str, flag: Flag, actor: str = "alice") -> ledger.Outcome:
-        with self.db.transaction() as session:
-            return ledger.set_flag(
-                session,
-                ledger.FlagChange(self.org.id, normalize(number), flag, True, MANUAL, actor),
-            )
-
-    def history(self, number: str, org: Organization | None = None) -> list[dict[str, Any]]:
-        with self.db.sessions() as session:
-            return queries.address_history(session, org or self.org, normalize(number))
-
-    def addresses(self, org: Organization | None = None) -> list[Address]:
-        """The organisation's addresses, by id (the snapshot's order)."""
-        with self.db.sessions() as session:
-            rows = session.execute(
-                sa.select(ContactAddress.value, ContactAddress.kind)
-                .where(ContactAddress.organization_id == (org or self.org).id)
-                .order_by(ContactAddress.id)
-            ).all()
-        return [Address(value, kind) for value, kind in rows]
-
-
-def build_acme(db: Database) -> Acme:
-    with db.transaction() as session:
-        org = get_or_create_organization(session, "acme")
-        other = get_or_create_organization(session, "other")
-        group = get_or_create_group(session, org, "MG1")
-        a, _ = add_line(session, normalize("+14155550101"), org, group, "A")
-        b, _ = add_line(session, normalize("+14155550102"), org, group, "B")
-        c, _ = add_line(session, normalize("+14155550103"), org, None, "C")
-        d, _ = add_line(session, normalize("+14155550104"), other, None, "D")
-    return Acme(db, org, other, group, a, b, c, d)
-
-
-@pytest.fixture
-def db(clean_database_url: str) -> Iterator[Database]:
-    database = Database(clean_database_url)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def acme(db: Database) -> Acme:
-    return build_acme(db)
 
 
 @pytest.fixture

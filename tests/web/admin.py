@@ -39,7 +39,7 @@ from app.models import (
     utcnow,
 )
 from app.settings import Settings
-from tests.conftest import TWILIO_SID, TWILIO_TOKEN
+from tests.conftest import TWILIO_TOKEN, inbound_form
 
 LINE_A = "+14155550100"
 LINE_B = "+14155550101"
@@ -95,18 +95,7 @@ class Admin:
 
     def text(self, body: str, *, sender: str = CONTACT, to: str = LINE_A) -> TestResponse:
         """An inbound text, as Twilio posts it (signed)."""
-        form = MultiDict(
-            {
-                "MessageSid": f"SM{next(_sids):032x}",
-                "AccountSid": TWILIO_SID,
-                "From": sender,
-                "To": to,
-                "Body": body,
-                "NumMedia": "0",
-                "NumSegments": "1",
-                "ApiVersion": "2010-04-01",
-            }
-        )
+        form = MultiDict(inbound_form(f"SM{next(_sids):032x}", sender, to, body))
         path = "/webhooks/twilio/messages"
         signature = RequestValidator(TWILIO_TOKEN).compute_signature(
             "http://localhost" + path, form
@@ -263,6 +252,22 @@ class Admin:
             return message.id
 
 
+def api_app(
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    redis_url: str,
+    **settings: Any,
+) -> Flask:
+    """The app on ``database_url`` with the tokens of agent1 and boss, quiet hours off."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "api_tokens": API_TOKENS,
+        "redis_url": redis_url,
+        "quiet_hours": "off",
+    }
+    return create_app(make_settings(**(values | settings)))
+
+
 def open_admin(
     make_settings: Callable[..., Settings],
     database_url: str,
@@ -270,13 +275,7 @@ def open_admin(
     **settings: Any,
 ) -> Iterator[Admin]:
     """The app on ``database_url`` with lines A, B (in group west) and C; closed afterwards."""
-    values: dict[str, Any] = {
-        "database_url": database_url,
-        "api_tokens": API_TOKENS,
-        "redis_url": redis_url,
-        "quiet_hours": "off",
-    }
-    app = create_app(make_settings(**(values | settings)))
+    app = api_app(make_settings, database_url, redis_url, **settings)
     database = Database(database_url)
     with database.transaction() as session:
         org = get_or_create_organization(session, "default")

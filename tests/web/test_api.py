@@ -20,7 +20,6 @@ from rq import Queue
 from rq.job import Job
 from werkzeug.test import TestResponse
 
-from app import create_app
 from app.addresses import normalize_line
 from app.consent.policy import MEANINGS, BlockReason
 from app.consent.queries import iso
@@ -28,13 +27,11 @@ from app.db import Database
 from app.lines import add_line, get_or_create_organization
 from app.models import Campaign, Direction, Line, Message, MessageKind, MessageStatus
 from app.settings import Settings
+from tests.web.admin import AGENT_SECRET, MANAGER_SECRET, api_app
 from workers.queue import SEND_JOB, job_id
 
 LINE = "+14155550100"
 TO = "+14155550123"
-AGENT_SECRET = "a" * 32
-MANAGER_SECRET = "b" * 32
-API_TOKENS = f"agent1:agent:{AGENT_SECRET},boss:manager:{MANAGER_SECRET}"
 MESSAGES = "/api/v1/messages"
 CAMPAIGNS = "/api/v1/campaigns"
 
@@ -104,13 +101,7 @@ def api(
     redis_url: str,
     redis_client: redis.Redis,
 ) -> Iterator[Api]:
-    settings = make_settings(
-        database_url=clean_database_url,
-        api_tokens=API_TOKENS,
-        redis_url=redis_url,
-        quiet_hours="off",
-    )
-    app = create_app(settings)
+    app = api_app(make_settings, clean_database_url, redis_url)
     database = Database(clean_database_url)
     with database.transaction() as session:
         add_line(session, normalize_line(LINE), get_or_create_organization(session, "default"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +22,6 @@ from app.addresses import normalize_line
 from app.consent.values import Flag, Source
 from app.lines import add_line, get_or_create_organization
 from app.models import ConsentEvent, ContactAddress, Message, MessageStatus
-from app.settings import Settings
 from tests.web.admin import (
     API,
     CONTACT,
@@ -36,7 +34,6 @@ from tests.web.admin import (
     Admin,
     bearer,
     ok,
-    open_admin,
     refusal,
 )
 
@@ -46,13 +43,6 @@ TOPICS = {"price_drop", "new_arrival"}
 UNSET = {"set": False, "source": None, "actor": None, "at": None, "reason": None}
 AGENT_ALICE = "alice (token agent1)"
 MANAGER_CAROL = "carol (token boss)"
-
-
-@pytest.fixture
-def admin(
-    make_settings: Callable[..., Settings], clean_database_url: str, redis_url: str
-) -> Iterator[Admin]:
-    yield from open_admin(make_settings, clean_database_url, redis_url)
 
 
 def opt_out(admin: Admin, **fields: Any) -> TestResponse:

@@ -25,7 +25,6 @@ import sqlalchemy as sa
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from app import create_app
 from app.addresses import normalize
 from app.consent import history, ledger, reports
 from app.consent.queries import EVENT_COLUMNS
@@ -34,20 +33,17 @@ from app.db import Database
 from app.lines import add_line
 from app.models import ConsentEvent, ContactAddress
 from app.settings import Settings
+from tests.consent.conftest import Acme, build_acme
 from tests.consent.test_reports import (
     T0,
-    Acme,
     Clock,
-    build_acme,
     line_filter_world,
     number,
     snapshot_world,
     varied_history,
 )
+from tests.web.admin import AGENT_SECRET, MANAGER_SECRET, api_app
 
-AGENT_SECRET = "a" * 32
-MANAGER_SECRET = "b" * 32
-API_TOKENS = f"agent1:agent:{AGENT_SECRET},boss:manager:{MANAGER_SECRET}"
 EXPORT = "/api/v1/exports/consent-events.csv"
 SNAPSHOT = "/api/v1/reports/snapshot"
 IMPORT = "/api/v1/imports/consent"
@@ -97,14 +93,7 @@ def api(
 ) -> Iterator[Api]:
     database = Database(clean_database_url)
     acme = build_acme(database)
-    app = create_app(
-        make_settings(
-            database_url=clean_database_url,
-            api_tokens=API_TOKENS,
-            redis_url=redis_url,
-            quiet_hours="off",
-        )
-    )
+    app = api_app(make_settings, clean_database_url, redis_url)
     yield Api(app.test_client(), acme)
     database.dispose()
     app.extensions["optgate.database"].dispose()

@@ -8,7 +8,7 @@ scope), but recorded as a manual change by whoever resolved it, linked to the te
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,13 +39,6 @@ from tests.web.admin import (
 REVIEW = "/review"
 OTHER = "+14155550188"
 AGENT_ALICE = "alice (token agent1)"
-
-
-@pytest.fixture
-def admin(
-    make_settings: Callable[..., Settings], clean_database_url: str, redis_url: str
-) -> Iterator[Admin]:
-    yield from open_admin(make_settings, clean_database_url, redis_url)
 
 
 def resolve(admin: Admin, text_id: int, secret: str | None = None, **fields: Any) -> TestResponse:

@@ -33,7 +33,7 @@ from app.models import (
     Receipt,
 )
 from app.settings import Settings
-from tests.conftest import SHIPPED_KEYWORDS, TWILIO_SID, TWILIO_TOKEN, free_port
+from tests.conftest import SHIPPED_KEYWORDS, TWILIO_SID, TWILIO_TOKEN, free_port, inbound_form
 from tests.providers import twilio_payloads as payloads
 
 LINE = "+14155550100"
@@ -81,18 +81,7 @@ class Twilio:
         message_id: str | None = None,
         **fields: str,
     ) -> Any:
-        params = {
-            "MessageSid": message_id or sid(),
-            "AccountSid": TWILIO_SID,
-            "From": sender,
-            "To": to,
-            "Body": body,
-            "NumMedia": "0",
-            "NumSegments": "1",
-            "ApiVersion": "2010-04-01",
-            **fields,
-        }
-        return self.post(MESSAGES, params)
+        return self.post(MESSAGES, inbound_form(message_id or sid(), sender, to, body, **fields))
 
     def status(self, message_id: str, status: str, error_code: str | None = None) -> Any:
         params = {
@@ -470,6 +459,13 @@ def test_the_same_receipt_twice_is_applied_once(twilio: Twilio, sent: str) -> No
     twilio.status(sent, "delivered")
     twilio.status(sent, "delivered")
     assert twilio.count(Receipt) == 1
+
+
+def test_a_receipt_is_stored_with_its_message(twilio: Twilio, sent: str) -> None:
+    assert twilio.status(sent, "delivered").status_code == 200
+    message_id = outbound(twilio, sent).id
+    with twilio.database.transaction() as session:
+        assert session.scalars(sa.select(Receipt.message_id)).one() == message_id
 
 
 def test_a_receipt_for_an_unknown_message_is_kept(twilio: Twilio) -> None:
