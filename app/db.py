@@ -27,6 +27,9 @@ READ_ONLY = "optgate_read_only"
 def make_engine(database_url: str, **options: Any) -> Engine:
     """An engine for ``database_url`` with optgate's connection settings."""
     url = make_url(database_url)
+    # An error's text would otherwise carry the statement's values (numbers,
+    # message bodies) into every log line and traceback that shows it.
+    options.setdefault("hide_parameters", True)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(database_url, url.database, **options)
     # pool_pre_ping: after the database restarts, the first checkout replaces
@@ -39,7 +42,9 @@ def make_engine(database_url: str, **options: Any) -> Engine:
 
 
 def _sqlite_engine(database_url: str, database: str | None, **options: Any) -> Engine:
-    if database and database != ":memory:":
+    # A "file:" URI (sqlite:///file:PATH?mode=ro&uri=true) names its file after the
+    # prefix; making the directory of "file:PATH" would create a stray folder here.
+    if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(database_url, **options)
 

@@ -7,10 +7,24 @@ from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
-from app import create_app, heartbeat
+from app import create_app, heartbeat, logs
 from app.keywords import load
-from app.settings import Settings
+from app.settings import Settings, configure_logging
+
+
+class MaskingLogger(Logger):  # type: ignore[misc]  # gunicorn is untyped
+    """gunicorn's logs without a contact's number or email: the access log's paths
+    and queries name contacts (``/api/v1/contacts/+14155550199/consent``)."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        # The safety net over every line, error log and tracebacks included.
+        logs.mask_handlers(self.error_log, self.access_log)
+
+    def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
+        return logs.mask_access_atoms(super().atoms(resp, req, environ, request_time))
 
 
 class _Server(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
@@ -42,6 +56,8 @@ def run_web(
         ConfigError: keywords.yaml is missing or wrong (so no worker fails to boot later).
     """
     load(settings.keywords_path, settings.default_region)
+    # Before gunicorn starts: its master logs too, and the workers inherit the setup.
+    configure_logging(settings)
     options = {
         "bind": bind,
         "workers": workers or int(os.environ.get("WEB_CONCURRENCY", "2")),
@@ -51,6 +67,7 @@ def run_web(
         "accesslog": "-",
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
+        "logger_class": MaskingLogger,
         "proc_name": "optgate-web",
         # gunicorn's control socket is one path per user account: several
         # optgate web processes would take it over from each other. We do not

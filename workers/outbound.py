@@ -46,6 +46,7 @@ from app import handoff, receipts
 from app.consent import history, policy
 from app.consent.rules import Point
 from app.db import Database
+from app.logs import mask_address, mask_text
 from app.models import Line, Message, MessageKind, MessageStatus, utcnow
 from app.providers import get_provider
 from app.providers.base import Outgoing, Provider, ProviderError
@@ -219,16 +220,18 @@ class Sender:
         return SENT
 
     def _refused(self, message: Message, error: ProviderError) -> str:
+        # A provider's refusal may name the recipient ("The 'To' number ... is not valid").
+        said = mask_text(str(error), known=[message.address])
         if error.maybe_sent:
-            log.warning("message %s: outcome unknown, not resent: %s", message.id, error)
+            log.warning("message %s: outcome unknown, not resent: %s", message.id, said)
             self._fail(message.id, handoff.INTERRUPTED, error, message.attempts)
             return INTERRUPTED
         attempts = message.attempts + 1
         if not error.permanent and attempts < MAX_ATTEMPTS:
             delay = BACKOFF[min(attempts, len(BACKOFF)) - 1]
-            log.info("message %s: %s; trying again in %ss", message.id, error, delay)
+            log.info("message %s: %s; trying again in %ss", message.id, said, delay)
             return self._later(message.id, self.clock() + timedelta(seconds=delay), RETRY, attempts)
-        log.warning("message %s failed: %s", message.id, error)
+        log.warning("message %s failed: %s", message.id, said)
         code = error.code or ("refused" if error.permanent else "unreachable")
         self._fail(message.id, code, error, attempts, effect=error.code)
         return FAILED
@@ -253,7 +256,9 @@ class Sender:
                 session.flush()
                 done = receipts.apply_error(session, self.provider, row, effect)
                 if done:
-                    log.info("message %s: %s recorded for %s", row.id, done, row.address)
+                    log.info(
+                        "message %s: %s recorded for %s", row.id, done, mask_address(row.address)
+                    )
 
     def _block(self, message_id: int, reason: policy.BlockReason) -> str:
         with self.database.transaction() as session:

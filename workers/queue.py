@@ -50,6 +50,7 @@ from app.errors import InvalidAddress, InvalidMessage, NotFound
 from app.handoff import INTERRUPTED, STALE_AFTER
 from app.keywords.store import KeywordStore
 from app.lines import find_line
+from app.logs import mask_text
 from app.models import Campaign, Direction, Line, Message, MessageKind, MessageStatus, utcnow
 from app.settings import Settings
 
@@ -326,7 +327,8 @@ class Outbox:
                 "run `optgate requeue` once Redis is back",
                 message_ids[0],
                 message_ids[-1],
-                error,
+                # Redis's text may hold its URL, with a password.
+                mask_text(str(error)),
             )
 
     def requeue(

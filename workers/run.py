@@ -5,7 +5,7 @@ from __future__ import annotations
 from rq import Queue, SimpleWorker
 
 from app.errors import SettingsError
-from app.settings import Settings
+from app.settings import Settings, configure_logging
 from workers.queue import QUEUE_NAMES, redis_connection
 
 
@@ -21,6 +21,9 @@ def run_worker(settings: Settings, *, burst: bool = False) -> bool:
             "is 'inline': jobs run inside the web process, so there is no worker to start; "
             "set a redis:// URL to run workers",
         )
+    # Before RQ sets up its own handlers (which would not mask): finding ours on the
+    # root logger, it logs through them, its job failures' tracebacks included.
+    configure_logging(settings)
     connection = redis_connection(settings, timeout=None)
     queues = [Queue(name, connection=connection) for name in QUEUE_NAMES]
     # SimpleWorker runs jobs in this process instead of a fork per job: the send

@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from app.db import Database
 from app.errors import OptgateError
 from app.keywords.config import ConfigError
+from app.logs import mask_text
 from app.settings import Settings
 
 
@@ -124,7 +125,9 @@ def _fail(message: str) -> int:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
+    # Masked: a worker's or web server's last words land in the service's logs,
+    # and a database's or library's text may quote a number or a secret.
+    text = mask_text(str(error)).strip()
     return text.splitlines()[0] if text else type(error).__name__
 
 

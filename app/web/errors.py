@@ -6,10 +6,11 @@ import logging
 
 from flask import Flask, jsonify
 from flask.typing import ResponseReturnValue
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 from werkzeug.exceptions import HTTPException
 
 from app.errors import ConsentRefused, OptgateError
+from app.logs import describe_database_error, frames
 
 log = logging.getLogger("optgate.web")
 
@@ -33,17 +34,39 @@ def _http_error(error: HTTPException) -> ResponseReturnValue:
     return response, error.code or 500
 
 
-def _database_unavailable(error: OperationalError) -> ResponseReturnValue:
+def _database_unavailable(error: DBAPIError) -> ResponseReturnValue:
     # The database is down or unreachable: 503 tells providers and clients to
     # retry later; nothing was committed.
-    log.error("database unavailable: %s", error.orig)
+    log.error("database unavailable: %s", describe_database_error(error))
     return jsonify(
         {"error": "ServiceUnavailable", "message": "the database is unavailable; retry later"}
     ), 503
 
 
+#: SQLSTATE classes and codes that mean "the database cannot do this now", not "this
+#: request is wrong": a connection problem (08), a read-only transaction (25006: a standby
+#: after a failover, default_transaction_read_only), out of disk or memory (53), an
+#: administrator's shutdown (57P). psycopg raises some of them as InternalError, not
+#: OperationalError; each is answered 503 so that Twilio and clients retry.
+_UNAVAILABLE_SQLSTATES = ("08", "25006", "53", "57P")
+
+
+def _database_error(error: DBAPIError) -> ResponseReturnValue:
+    sqlstate = str(getattr(error.orig, "sqlstate", "") or "")
+    if isinstance(error, OperationalError) or sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+        return _database_unavailable(error)
+    return _unexpected(error)
+
+
 def _unexpected(error: Exception) -> ResponseReturnValue:
-    log.exception("unexpected error", exc_info=error)
+    if isinstance(error, StatementError):
+        # The database's text may quote the row it refused, a message body among
+        # its columns: say what and where, without that text.
+        log.error(
+            "unexpected database error: %s\n%s", describe_database_error(error), frames(error)
+        )
+    else:
+        log.exception("unexpected error", exc_info=error)
     return jsonify(
         {"error": "InternalServerError", "message": "an unexpected error happened; it was logged"}
     ), 500
@@ -52,5 +75,5 @@ def _unexpected(error: Exception) -> ResponseReturnValue:
 def init_app(app: Flask) -> None:
     app.register_error_handler(OptgateError, _optgate_error)
     app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(OperationalError, _database_unavailable)
+    app.register_error_handler(DBAPIError, _database_error)
     app.register_error_handler(Exception, _unexpected)

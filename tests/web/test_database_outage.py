@@ -197,3 +197,35 @@ def test_a_database_lost_in_the_middle_of_a_stop_leaves_nothing_half_written(
     assert stop(client, "+14155550103", "SM" + "3" * 32).status_code == 200
     assert stored(postgres_url, "+14155550103") == (1, 1, "opted_out")
     app.extensions["optgate.database"].dispose()
+
+
+@pytest.mark.postgres
+def test_a_stop_to_a_read_only_database_answers_503_and_its_retry_is_applied(
+    make_settings: Callable[..., Settings], postgres_url: str
+) -> None:
+    """A standby after a failover (here: default_transaction_read_only) refuses writes with
+    SQLSTATE 25006, which psycopg raises as InternalError: still 503, so Twilio retries."""
+    name = make_url(postgres_url).database
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+
+    def read_only(setting: str) -> None:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'ALTER DATABASE "{name}" {setting}')
+
+    app = create_app(make_settings(database_url=postgres_url))
+    client = app.test_client()
+    try:
+        read_only("SET default_transaction_read_only = on")
+        app.extensions["optgate.database"].engine.dispose()  # new connections: read-only
+        refused = stop(client, "+14155550104", "SM" + "4" * 32)
+        read_only("RESET default_transaction_read_only")
+        app.extensions["optgate.database"].engine.dispose()
+
+        assert refused.status_code == 503, refused.get_data(as_text=True)
+        assert refused.get_json()["error"] == "ServiceUnavailable"
+        assert stop(client, "+14155550104", "SM" + "4" * 32).status_code == 200
+        assert stored(postgres_url, "+14155550104") == (1, 1, "opted_out")
+    finally:
+        read_only("RESET default_transaction_read_only")
+        admin.dispose()
+        app.extensions["optgate.database"].dispose()
