@@ -6,7 +6,8 @@ times can be too coarse to tell two quick saves apart); a changed file is
 validated in full, and only a good one replaces the config in force. A bad
 edit is logged with every error and kept as ``problem`` (``/readyz`` shows
 it), while the last good config goes on answering: a typo must never take
-the service down or silently drop opt-out keywords.
+the service down or silently drop opt-out keywords. The problem ends with
+the next good file, including a revert to the very bytes in force.
 
 In a service a background thread does the looking (``watch``), so no request
 ever waits for a reload; elsewhere (the CLI, tests) a look happens on access.
@@ -111,7 +112,13 @@ class KeywordStore:
         self._checked = now
         with self._lock:
             stamp, data = self._read()
-            if stamp is not None and stamp in (self._stamp, self._bad_stamp):
+            if stamp is not None and stamp == self._bad_stamp:
+                return False  # the same bad file again: already logged and kept as the problem
+            if stamp is not None and stamp == self._stamp:
+                # The file is back to the bytes in force (a bad edit reverted): nothing to
+                # reload, but the problem is over. Without this, /readyz would say "degraded"
+                # about a file that is fine until the next edit or a restart.
+                self._recover()
                 return False
             config = self._parse(data)
             if isinstance(config, ConfigError):
@@ -129,6 +136,13 @@ class KeywordStore:
         self.problem = None
         for warning in config.warnings:
             log.warning("%s", warning)
+
+    def _recover(self) -> None:
+        """The file holds the config in force again: forget the problem (said once)."""
+        self._bad_stamp = None
+        if self.problem is not None:
+            log.info("%s is back to the config in force; its errors are gone", self.path)
+            self.problem = None
 
     def _reject(self, stamp: str | None, error: ConfigError) -> None:
         self._bad_stamp = stamp

@@ -137,6 +137,81 @@ def test_fixing_the_file_clears_the_problem(
     assert store.matcher.match("HELP").reply.startswith("Acme Cars:")  # type: ignore[union-attr]
 
 
+def errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_reverting_a_bad_edit_to_the_identical_good_bytes_clears_the_problem(
+    store: KeywordStore, keywords_file: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = keywords_file.read_bytes()
+    edit(keywords_file, "  keywords: [START, UNSTOP, YES]", "  keywords: [UNSTOP, YES]")
+    clock.tick()
+    assert "START is missing" in store.status()
+
+    keywords_file.write_bytes(good)  # what `git checkout keywords.yaml` or an editor's undo does
+    clock.tick()  # one poll later
+
+    with caplog.at_level(logging.INFO, logger="optgate.keywords"):
+        assert store.status() == "ok"
+    assert store.problem is None
+    assert store.matcher.match("START").action is Action.OPT_IN
+    assert any("back to the config in force" in r.getMessage() for r in caplog.records)
+    # Said once: later polls of the same good file log nothing.
+    caplog.clear()
+    for _ in range(3):
+        clock.tick()
+        with caplog.at_level(logging.INFO, logger="optgate.keywords"):
+            assert store.status() == "ok"
+    assert caplog.records == []
+
+
+def test_the_same_bad_edit_after_a_revert_is_degraded_again(
+    store: KeywordStore, keywords_file: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # good → bad → good (same bytes) → the same bad bytes: the store must not remember
+    # the bad file as "seen" once the good one came back.
+    good = keywords_file.read_bytes()
+    bad = good.replace(b"brand: Acme Motors", b"brand: [oops")
+    with caplog.at_level(logging.ERROR, logger="optgate.keywords"):
+        for _ in range(2):
+            keywords_file.write_bytes(bad)
+            clock.tick()
+            assert store.status() != "ok"
+            keywords_file.write_bytes(good)
+            clock.tick()
+            assert store.status() == "ok"
+    assert len(errors_logged(caplog)) == 2
+
+
+def test_a_bad_edit_then_a_different_good_one_clears_the_problem(
+    store: KeywordStore, keywords_file: Path, clock: Clock
+) -> None:
+    good = keywords_file.read_text()
+    keywords_file.write_text(good.replace("  keywords: [START, UNSTOP, YES]", "  keywords: [YES]"))
+    clock.tick()
+    assert store.status() != "ok"
+    keywords_file.write_text(good.replace("brand: Acme Motors", "brand: Acme Trucks"))
+    clock.tick()
+    assert store.status() == "ok"
+    assert store.matcher.match("HELP").reply.startswith("Acme Trucks:")  # type: ignore[union-attr]
+
+
+def test_saving_the_same_bad_bytes_again_stays_degraded_and_logs_once(
+    store: KeywordStore, keywords_file: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = keywords_file.read_bytes().replace(
+        b"  keywords: [START, UNSTOP,", b"  keywords: [UNSTOP,"
+    )
+    with caplog.at_level(logging.ERROR, logger="optgate.keywords"):
+        for _ in range(5):  # saved again and again, looked at on every poll
+            keywords_file.write_bytes(bad)
+            clock.tick()
+            assert "START is missing" in store.status()
+            assert store.matcher.match("START").action is Action.OPT_IN  # the last good rules
+    assert len(errors_logged(caplog)) == 1
+
+
 def test_a_deleted_file_keeps_the_last_rules(
     store: KeywordStore, keywords_file: Path, clock: Clock
 ) -> None:
@@ -184,6 +259,35 @@ def test_readyz_reports_a_bad_edit_but_stays_ready(app: Flask, keywords_file: Pa
     assert body["status"] == "degraded"
     assert "START is missing" in body["checks"]["keywords"]
     assert (body["checks"]["database"], body["checks"]["redis"]) == ("ok", "ok")
+
+
+@pytest.mark.redis
+def test_readyz_is_ready_again_after_a_bad_edit_is_reverted(
+    app: Flask, keywords_file: Path
+) -> None:
+    # Through the service's own watcher thread (create_app starts it), not a forced look.
+    store: KeywordStore = app.extensions["optgate.keywords"]
+    store.check_every = 0.02
+    client = app.test_client()
+    good = keywords_file.read_bytes()
+
+    def readyz_status(expected: str) -> dict[str, str]:
+        deadline = time.monotonic() + 5
+        while True:
+            response = client.get("/readyz")
+            assert response.status_code == 200
+            body: dict[str, str] = response.get_json()
+            if body["status"] == expected or time.monotonic() > deadline:
+                return body
+            time.sleep(0.02)
+
+    assert readyz_status("ready")["status"] == "ready"
+    keywords_file.write_bytes(good.replace(b"  keywords: [START, UNSTOP,", b"  keywords: [UNSTOP,"))
+    assert readyz_status("degraded")["status"] == "degraded"
+    keywords_file.write_bytes(good)
+    body = readyz_status("ready")
+    assert body["status"] == "ready", body
+    assert body["checks"]["keywords"] == "ok"
 
 
 def test_a_watching_store_reloads_by_itself(keywords_file: Path) -> None:
