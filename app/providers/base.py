@@ -119,6 +119,13 @@ class MalformedWebhook(Exception):
     """A signed request that does not carry what the webhook needs (answered 400)."""
 
 
+class ForeignWebhook(Exception):
+    """A request for another provider account than the one configured (answered 403).
+
+    The message names the setting to check; nothing of the request is stored.
+    """
+
+
 class ProviderError(Exception):
     """The provider refused a send or could not be reached.
 
@@ -159,11 +166,13 @@ class Provider(Protocol):
         ...
 
     def parse_inbound(self, request: WebhookRequest) -> InboundText:
-        """The inbound text carried by the request; MalformedWebhook if it carries none."""
+        """The inbound text carried by the request; MalformedWebhook if it carries none
+        (or a value the tables cannot hold), ForeignWebhook if it is another account's."""
         ...
 
     def parse_status(self, request: WebhookRequest) -> StatusUpdate:
-        """The delivery receipt carried by the request; MalformedWebhook if none."""
+        """The delivery receipt carried by the request; MalformedWebhook if none,
+        ForeignWebhook if it is another account's."""
         ...
 
     def render_reply(self, text: str | None) -> Reply:

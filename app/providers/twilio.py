@@ -3,12 +3,21 @@
 Signatures are checked with twilio's own RequestValidator over the URL Twilio
 called (see web/webhooks.py for how that URL is rebuilt behind proxies) and
 every parameter received, repeated ones included: Twilio adds parameters
-without notice (COMPLIANCE.md 4). A JSON body is checked through the
-``bodySHA256`` query parameter Twilio adds to its URL.
+without notice (COMPLIANCE.md 4). Twilio signs a JSON body's URL only, with
+the body's SHA-256 in its ``bodySHA256`` query parameter: a JSON body counts
+only when that parameter is there and matches, else nothing vouches for it.
+
+What a signed request carries is read as Twilio sends it, or refused (400):
+each field we read comes once, fits the column it is stored in, and a JSON
+body is one flat object. NUL, which no Twilio value has and PostgreSQL text
+cannot hold, is dropped, so a STOP with a stray NUL still stops. A request for
+another account than TWILIO_ACCOUNT_SID is refused (403).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 from functools import cached_property
@@ -33,6 +42,7 @@ from app.providers.base import (
     DeliveryStatus,
     ErrorClass,
     ErrorEffect,
+    ForeignWebhook,
     InboundText,
     MalformedWebhook,
     Outgoing,
@@ -73,6 +83,26 @@ _STATUSES = {
 
 #: Fields kept with an inbound message (besides the ones parsed out).
 _KEPT = ("AccountSid", "NumSegments", "NumMedia", "OptOutType", "FromCountry", "ToCountry")
+
+#: Every field the adapter reads, and the most characters it takes of it: the size of
+#: the column it ends up in (app/models.py). Twilio sends each of them once.
+_ID = 64  # messages.provider_message_id, receipts.provider_message_id (Twilio's have 34)
+_ADDRESS = 320  # addresses.value, messages.address
+_META = 64  # a value kept in messages.meta (Twilio's are a few characters)
+FIELD_LIMITS = {
+    "MessageSid": _ID,
+    "SmsMessageSid": _ID,
+    "SmsSid": _ID,
+    "From": _ADDRESS,
+    "To": _ADDRESS,
+    # messages.body is unbounded; Twilio's longest inbound (WhatsApp, 4,096) fits many times.
+    "Body": 16_000,
+    "MessagingServiceSid": 100,  # line_groups.name: a service is a group
+    "MessageStatus": 20,  # receipts.status
+    "SmsStatus": 20,
+    "ErrorCode": 16,  # messages.error_code, receipts.error_code
+    **dict.fromkeys(_KEPT, _META),
+}
 
 #: Seconds Twilio may take to answer a send; then its outcome is unknown.
 SEND_TIMEOUT = 15
@@ -117,17 +147,24 @@ class TwilioProvider:
         algorithm = get_signature_algorithm(
             request.headers.get("x-twilio-webhooks-signature-settings")
         )
-        query = parse_qs(urlsplit(request.url).query)
-        if "bodySHA256" in query:
-            # The signed URL says a body hash covers the body: check it, whatever the
-            # (unsigned) Content-Type header claims.
-            body = request.body.decode("utf-8", errors="replace")
-            return bool(self._validator.validate(request.url, body, signature, algorithm))
+        try:
+            urls = _signed_forms(request.url)
+            hashed = _is_json(request) or "bodySHA256" in _query(request.url)
+        except ValueError:
+            return False  # no URL Twilio could have called ("http://[/", from a Host header)
         params: MultiDict[str, str] = MultiDict(list(request.form))
-        return bool(self._validator.validate(request.url, params, signature, algorithm))
+        if hashed:
+            # Twilio signs the URL alone, the body hash in it: without a hash that
+            # matches, nothing vouches for the body. (The validator checks a hash
+            # only when one is in the URL, so a bare URL's signature would do.)
+            if not _body_hash_matches(request):
+                return False
+            params = MultiDict()
+        validate = self._validator.validate
+        return any(validate(url, params, signature, algorithm) for url in urls)
 
     def parse_inbound(self, request: WebhookRequest) -> InboundText:
-        fields = _fields(request)
+        fields = self._fields(request)
         message_id = _first(fields, "MessageSid", "SmsMessageSid", "SmsSid")
         sender, recipient = fields.get("From"), fields.get("To")
         missing = [
@@ -148,12 +185,12 @@ class TwilioProvider:
             body=fields.get("Body") or "",
             service_id=fields.get("MessagingServiceSid") or None,
             provider_action=_OPT_OUT_TYPES.get(opt_out_type),
-            media_count=int(media) if media.isdigit() else 0,
+            media_count=_count(media),
             extras={name: fields[name] for name in _KEPT if fields.get(name)},
         )
 
     def parse_status(self, request: WebhookRequest) -> StatusUpdate:
-        fields = _fields(request)
+        fields = self._fields(request)
         message_id = _first(fields, "MessageSid", "SmsSid")
         raw_status = (_first(fields, "MessageStatus", "SmsStatus") or "").strip().lower()
         if message_id is None or not message_id.strip() or not raw_status:
@@ -168,6 +205,20 @@ class TwilioProvider:
             recipient=fields.get("To"),
             sender=fields.get("From"),
         )
+
+    def _fields(self, request: WebhookRequest) -> dict[str, str]:
+        """The fields the adapter reads, checked; ForeignWebhook for another account's."""
+        fields = _fields(request)
+        ours, theirs = self._settings.twilio_account_sid, fields.get("AccountSid")
+        # A subaccount signs with its own token, but an account whose token was reused
+        # (or a copied configuration) must not act on our contacts' consent.
+        if ours and theirs and theirs.casefold() != ours.casefold():
+            raise ForeignWebhook(
+                "the request is for another Twilio account than TWILIO_ACCOUNT_SID: set "
+                "TWILIO_ACCOUNT_SID (and TWILIO_AUTH_TOKEN) to the account whose numbers "
+                "call this webhook"
+            )
+        return fields
 
     def configuration_warnings(self) -> list[str]:
         warnings = []
@@ -276,20 +327,109 @@ def _never_connected(error: RequestsConnectionError) -> bool:
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
+def _is_json(request: WebhookRequest) -> bool:
+    return request.content_type.startswith("application/json")
+
+
+def _query(url: str) -> dict[str, list[str]]:
+    # Blank values kept: "bodySHA256=" is a hash that matches nothing, not no hash.
+    return parse_qs(urlsplit(url).query, keep_blank_values=True)
+
+
+def _body_hash_matches(request: WebhookRequest) -> bool:
+    """Whether the signed URL carries one bodySHA256, and it is the raw body's."""
+    hashes = _query(request.url).get("bodySHA256", [])
+    digest = hashlib.sha256(request.body).hexdigest()
+    # As bytes: compare_digest raises on str with non-ASCII characters.
+    return len(hashes) == 1 and hmac.compare_digest(hashes[0].encode(), digest.encode())
+
+
+def _signed_forms(url: str) -> tuple[str, ...]:
+    """The URL as configured, and without its ``user:password@`` (HTTP basic auth).
+
+    Twilio's docs do not say which of the two it signs. Either takes the auth
+    token to sign, so accepting both lets no one else in.
+    """
+    netloc = urlsplit(url).netloc
+    if "@" not in netloc:
+        return (url,)
+    # The first occurrence is the one after "scheme://".
+    return url, url.replace(netloc, netloc.rpartition("@")[2], 1)
+
+
+class _Members(list[tuple[str, Any]]):
+    """A JSON object's members in order, repeated names kept (see _json_members)."""
+
+
 def _fields(request: WebhookRequest) -> dict[str, str]:
-    """The request's fields: the form, or a flat JSON object."""
-    if request.content_type.startswith("application/json"):
-        try:
-            document = json.loads(request.body or b"{}")
-        except ValueError:
-            raise MalformedWebhook("the body is not valid JSON") from None
-        if not isinstance(document, dict):
-            raise MalformedWebhook("expected a JSON object")
-        return {str(k): str(v) for k, v in document.items() if v is not None}
+    """The fields the adapter reads, from the form or a flat JSON object.
+
+    Each comes at most once and fits its column; a JSON null counts as absent.
+    """
+    members = _json_members(request.body) if _is_json(request) else request.form
     fields: dict[str, str] = {}
-    for name, value in request.form:
-        fields.setdefault(name, value)
+    seen: set[str] = set()
+    for name, value in members:
+        if name not in FIELD_LIMITS:
+            continue  # Twilio adds fields without notice; we neither read nor keep them
+        if name in seen:
+            # Which one would count is a guess: the signature covers both.
+            raise MalformedWebhook(f"{name} comes more than once; Twilio sends it once")
+        seen.add(name)
+        if value is not None:
+            fields[name] = _checked(name, str(value))
     return fields
+
+
+def _checked(name: str, value: str) -> str:
+    """``value`` as it can be stored: without NUL, within its column's size."""
+    value = value.replace("\x00", "")
+    limit = FIELD_LIMITS[name]
+    if len(value) > limit:
+        raise MalformedWebhook(f"{name} has {len(value)} characters; optgate keeps at most {limit}")
+    # A JSON escape may leave half a surrogate pair, which no database can encode.
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
+def _json_members(body: bytes) -> _Members:
+    """The members of a flat JSON object (numbers kept as written)."""
+    try:
+        document = json.loads(
+            body or b"{}",
+            object_pairs_hook=_flat,
+            parse_int=str,  # no int() of thousands of digits, which raises
+            parse_float=str,
+            parse_constant=str,
+        )
+    except RecursionError:
+        # The parser's depth is bounded by the interpreter's; a flat object has one level.
+        raise MalformedWebhook("expected a flat JSON object, and this one nests deeply") from None
+    except ValueError:  # UnicodeDecodeError included
+        raise MalformedWebhook("the body is not valid JSON") from None
+    if not isinstance(document, _Members):
+        raise MalformedWebhook("expected a JSON object")
+    return document
+
+
+def _flat(members: list[tuple[str, Any]]) -> _Members:
+    for name, value in members:
+        if isinstance(value, list):  # a JSON array, or an object (_Members)
+            raise MalformedWebhook(
+                f"expected a flat JSON object, and {name[:64]!r} holds an object or a list"
+            )
+    return _Members(members)
+
+
+#: The largest count kept: what an INTEGER column holds (Twilio sends at most 10 media).
+MAX_COUNT = 2**31 - 1
+
+
+def _count(raw: str) -> int:
+    """A count as Twilio writes it (digits); anything else, or more than MAX_COUNT, is 0."""
+    # isdigit alone takes "²", which int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_COUNT:
+        return 0
+    return int(raw)
 
 
 def _first(fields: dict[str, str], *names: str) -> str | None:

@@ -2,8 +2,10 @@
 
 Thin on purpose: verify → parse → apply in one transaction → commit → answer.
 Forged or unsigned requests get 403 before anything is read from or written
-to the database; a request the provider signed but that carries no message
-gets 400; a database that cannot commit gets 503 (errors.py), never a 2xx.
+to the database; a signed request for another provider account gets 403 too;
+a request the provider signed but that carries no message (or values no
+column can hold) gets 400; a database that cannot commit gets 503
+(errors.py), never a 2xx.
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import BadRequest, Forbidden
 
 from app import handoff, inbound, receipts
+from app.logs import mask_text
 from app.providers import get_provider
-from app.providers.base import MalformedWebhook, Provider, WebhookRequest
+from app.providers.base import ForeignWebhook, MalformedWebhook, Provider, WebhookRequest
 from app.settings import Settings
 from app.web import database, keywords, session, settings
 
@@ -88,14 +91,36 @@ def _verified(provider: Provider) -> WebhookRequest:
         content_type=request.mimetype,
     )
     if settings().verify_signatures and not provider.verify(signed):
-        log.warning("refused a %s webhook with a wrong or missing signature", provider.name)
+        # The URL is for the operator only: it may hold a basic-auth password, and
+        # it tells a prober what to forge for. Masked: anyone can send a Host header.
+        log.warning(
+            "refused a %s webhook with a wrong or missing signature (the URL checked: %s)",
+            provider.name,
+            _shown_url(signed.url),
+        )
         raise Forbidden(
             f"the request's signature does not match: it was not sent by {provider.name}, or "
-            "optgate checks it against another URL or key than the provider signed with "
-            f"(the URL checked: {signed.url}; see OPTGATE_PUBLIC_URL and "
-            "OPTGATE_TRUSTED_PROXIES, and the provider's auth token)"
+            "optgate checks it against another URL or key than the provider signed with. "
+            "Check OPTGATE_PUBLIC_URL and OPTGATE_TRUSTED_PROXIES (optgate's log names the "
+            "URL it checked) and the provider's auth token"
         )
     return signed
+
+
+def _shown_url(url: str) -> str:
+    """``url`` for a log line: no basic-auth password, no phone number."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return "(a URL that cannot be read)"
+    # The last "@" ends the credentials, as urllib (and so the signature check) reads them.
+    userinfo, at, host = netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        # A user without a password may be a token: hidden too.
+        shown = f"{user}:***@{host}" if colon else f"***@{host}"
+        url = url.replace(netloc, shown, 1)
+    return mask_text(url)
 
 
 def _parse(parse: Callable[[], T]) -> T:
@@ -103,6 +128,9 @@ def _parse(parse: Callable[[], T]) -> T:
         return parse()
     except MalformedWebhook as error:
         raise BadRequest(str(error)) from None
+    except ForeignWebhook as error:
+        log.warning("refused a signed webhook: %s", error)
+        raise Forbidden(str(error)) from None
 
 
 def signed_url(settings: Settings) -> str:

@@ -39,6 +39,7 @@ from app.providers.base import (
     DeliveryStatus,
     ErrorClass,
     ErrorEffect,
+    ForeignWebhook,
     InboundText,
     MalformedWebhook,
     Outgoing,
@@ -293,9 +294,51 @@ INBOUND_CASES = [
         id="channel addresses are kept as Twilio wrote them",
     ),
     pytest.param(
-        [*INBOUND_SMS, ("Body", "a second Body")],
+        [*INBOUND_SMS, ("MediaUrl0", "https://example.com/a"), ("MediaUrl0", "x")],
         inbound(),
-        id="a repeated name counts with its first value",
+        id="a field we do not read may repeat",
+    ),
+    pytest.param(
+        changed(INBOUND_SMS, Body="ST\x00OP\x00"),
+        inbound(body="STOP"),
+        id="NUL in the body is dropped: the STOP stays a STOP",
+    ),
+    pytest.param(
+        changed(INBOUND_SMS, MessageSid=SMS_SID + "\x00", From="\x00" + CONTACT, To=LINE + "\x00"),
+        inbound(),
+        id="NUL in the ids and addresses is dropped",
+    ),
+    pytest.param(
+        changed(
+            INBOUND_STOP_ADVANCED, OptOutType="ST\x00OP", FromCountry="U\x00S", NumMedia="0\x00"
+        ),
+        inbound(
+            body="STOP",
+            service_id=SERVICE,
+            provider_action="opt_out",
+            extras=extras(OptOutType="STOP"),
+        ),
+        id="NUL in the fields kept with the message is dropped",
+    ),
+    pytest.param(
+        changed(INBOUND_SMS, NumMedia="²"),
+        inbound(extras=extras(NumMedia="²")),
+        id="a NumMedia of digits int() cannot read means no media",
+    ),
+    pytest.param(
+        changed(INBOUND_SMS, NumMedia="9" * 64),
+        inbound(extras=extras(NumMedia="9" * 64)),
+        id="a NumMedia no INTEGER column holds is kept as written but counts none",
+    ),
+    pytest.param(
+        changed(INBOUND_SMS, NumMedia=str(2**31 - 1)),
+        inbound(media_count=2**31 - 1, extras=extras(NumMedia=str(2**31 - 1))),
+        id="the largest NumMedia an INTEGER column holds",
+    ),
+    pytest.param(
+        changed(INBOUND_SMS, Body="停止 • توقف • СТОП • 🛑" * 10),
+        inbound(body="停止 • توقف • СТОП • 🛑" * 10),
+        id="other scripts in a long body",
     ),
 ]
 
@@ -394,6 +437,184 @@ def test_a_json_body_that_is_not_an_inbound_text_is_malformed(
 ) -> None:
     with pytest.raises(MalformedWebhook):
         twilio.parse_inbound(json_request(body))
+
+
+# -- what no column can hold, or Twilio never sends, is refused -----------------------------
+
+#: Every field the adapter reads and the column that bounds it (app/models.py).
+COLUMN_LIMITS = [
+    ("MessageSid", 64),
+    ("SmsMessageSid", 64),
+    ("SmsSid", 64),
+    ("From", 320),
+    ("To", 320),
+    ("Body", 16_000),
+    ("MessagingServiceSid", 100),
+    ("AccountSid", 64),
+    ("NumSegments", 64),
+    ("NumMedia", 64),
+    ("OptOutType", 64),
+    ("FromCountry", 64),
+    ("ToCountry", 64),
+]
+STATUS_LIMITS = [("MessageSid", 64), ("SmsSid", 64), ("MessageStatus", 20), ("ErrorCode", 16)]
+
+
+def test_the_limits_are_the_columns_sizes() -> None:
+    from app.models import LineGroup, Message, Receipt
+
+    assert dict(COLUMN_LIMITS + STATUS_LIMITS + [("SmsStatus", 20)]) == twilio_module.FIELD_LIMITS
+    assert Message.provider_message_id.type.length == Receipt.provider_message_id.type.length == 64
+    assert LineGroup.name.type.length == 100
+    assert Message.error_code.type.length == Receipt.error_code.type.length == 16
+    assert Receipt.status.type.length == 20
+
+
+@pytest.mark.parametrize(("name", "limit"), COLUMN_LIMITS)
+@pytest.mark.parametrize("as_json", [False, True], ids=["form", "json"])
+def test_an_inbound_field_longer_than_its_column_is_refused_naming_it(
+    make_settings: Callable[..., Settings], name: str, limit: int, as_json: bool
+) -> None:
+    # No account configured: a long AccountSid is refused for its length alone.
+    twilio = TwilioProvider(make_settings(twilio_account_sid=None, twilio_auth_token=None))
+    # One character too many, after the NUL that does not count.
+    form = changed(INBOUND_STOP_ADVANCED, **{name: "S" * (limit + 1) + "\x00"})
+    request = json_request(dict(form)) if as_json else form_request(form)
+    expected = rf"^{name} has {limit + 1} characters; optgate keeps at most {limit}$"
+    with pytest.raises(MalformedWebhook, match=expected):
+        twilio.parse_inbound(request)
+    # At the limit, it is taken.
+    at_limit = changed(INBOUND_STOP_ADVANCED, **{name: "S" * limit + "\x00"})
+    assert twilio.parse_inbound(form_request(at_limit))
+
+
+@pytest.mark.parametrize(("name", "limit"), STATUS_LIMITS)
+def test_a_receipt_field_longer_than_its_column_is_refused_naming_it(
+    twilio: TwilioProvider, name: str, limit: int
+) -> None:
+    form = changed(STATUS_UNDELIVERED, **{name: "3" * (limit + 1)})
+    with pytest.raises(MalformedWebhook, match=rf"^{name} has {limit + 1} characters.* {limit}$"):
+        twilio.parse_status(form_request(form))
+
+
+SINGLE_FIELDS = [name for name, _ in COLUMN_LIMITS]
+
+
+@pytest.mark.parametrize("name", SINGLE_FIELDS)
+def test_a_field_twilio_sends_once_is_refused_when_it_repeats(
+    twilio: TwilioProvider, name: str
+) -> None:
+    form = [*changed(INBOUND_STOP_ADVANCED, **{name: "STOP"}), (name, "START")]
+    with pytest.raises(MalformedWebhook, match=rf"^{name} comes more than once"):
+        twilio.parse_inbound(form_request(form))
+
+
+@pytest.mark.parametrize("name", ["MessageSid", "MessageStatus", "SmsStatus", "ErrorCode"])
+def test_a_receipt_field_is_refused_when_it_repeats(twilio: TwilioProvider, name: str) -> None:
+    form = [*STATUS_UNDELIVERED, (name, "delivered")]
+    with pytest.raises(MalformedWebhook, match=rf"^{name} comes more than once"):
+        twilio.parse_status(form_request(form))
+
+
+@pytest.mark.parametrize(
+    ("name", "members"),
+    [
+        pytest.param("Body", '"Body": "START", "Body": "STOP"', id="Body twice"),
+        pytest.param("From", '"From": "+14155550000", "From": "+14155552671"', id="From twice"),
+        pytest.param("OptOutType", '"OptOutType": null, "OptOutType": "START"', id="null, value"),
+    ],
+)
+def test_a_repeated_key_in_a_json_object_is_refused(
+    twilio: TwilioProvider, name: str, members: str
+) -> None:
+    # json.loads alone keeps the last of them: a forged one could hide behind a signed one.
+    rest = json.dumps(dict(without(INBOUND_SMS, name)))
+    body = ("{" + members + ", " + rest[1:]).encode()
+    with pytest.raises(MalformedWebhook, match=rf"^{name} comes more than once"):
+        twilio.parse_inbound(json_request(body))
+
+
+NOT_FLAT = [
+    pytest.param({"Body": {"text": "START"}}, id="an object value"),
+    pytest.param({"Body": ["START", "STOP"]}, id="a list value"),
+    pytest.param({"AddOns": {"results": {}}}, id="an object in a field we do not read"),
+    pytest.param({"Body": [[[]]]}, id="nested lists"),
+]
+
+
+@pytest.mark.parametrize("fields", NOT_FLAT)
+def test_a_json_object_that_is_not_flat_is_refused(
+    twilio: TwilioProvider, fields: dict[str, Any]
+) -> None:
+    with pytest.raises(MalformedWebhook, match="expected a flat JSON object"):
+        twilio.parse_inbound(json_request(dict(INBOUND_SMS) | fields))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"[" * 100_000 + b"]" * 100_000, id="100,000 nested lists"),
+        pytest.param(b'{"a":' * 100_000 + b"1" + b"}" * 100_000, id="100,000 nested objects"),
+        pytest.param(b'{"Body": ' + b"[" * 50_000, id="nested and never closed"),
+    ],
+)
+def test_deeply_nested_json_is_refused_not_a_recursion_error(
+    twilio: TwilioProvider, body: bytes
+) -> None:
+    with pytest.raises(MalformedWebhook, match="expected a flat JSON object"):
+        twilio.parse_inbound(json_request(body))
+
+
+def test_json_numbers_are_kept_as_written_however_long(twilio: TwilioProvider) -> None:
+    # int() of more than 4,300 digits raises ValueError; the limit refuses it first.
+    document = dict(INBOUND_SMS) | {"NumMedia": 10**40}
+    assert twilio.parse_inbound(json_request(document)).extras["NumMedia"] == "1" + "0" * 40
+    rest = json.dumps(dict(without(INBOUND_SMS, "NumSegments")))
+    huge = rest[:-1] + ', "NumSegments": ' + "9" * 5000 + "}"
+    with pytest.raises(MalformedWebhook, match="NumSegments has 5000 characters"):
+        twilio.parse_inbound(json_request(huge.encode()))
+
+
+def test_half_a_surrogate_pair_in_json_is_stored_as_a_replacement(twilio: TwilioProvider) -> None:
+    body = json.dumps(dict(changed(INBOUND_SMS, Body="STOP"))).replace("STOP", "STOP \\ud83d")
+    text = twilio.parse_inbound(json_request(body.encode()))
+    assert text.body == "STOP ?"
+    text.body.encode("utf-8")  # a database can store it
+
+
+ACCOUNT_CASES = [
+    pytest.param(TWILIO_SID, None, id="our account"),
+    pytest.param(TWILIO_SID.upper(), None, id="our account in capitals"),
+    pytest.param(None, None, id="no AccountSid: the signature with our token vouches"),
+    pytest.param("", None, id="an empty AccountSid"),
+    pytest.param("AC" + "f" * 32, "TWILIO_ACCOUNT_SID", id="another account"),
+    pytest.param("AC" + "f" * 32 + "\x00", "TWILIO_ACCOUNT_SID", id="another account with NUL"),
+]
+
+
+@pytest.mark.parametrize(("account", "refused"), ACCOUNT_CASES)
+def test_a_webhook_for_another_account_is_foreign(
+    twilio: TwilioProvider, account: str | None, refused: str | None
+) -> None:
+    inbound_request = form_request(changed(INBOUND_SMS, AccountSid=account))
+    status_request = form_request(changed(STATUS_DELIVERED, AccountSid=account))
+    for parse, request_ in (
+        (twilio.parse_inbound, inbound_request),
+        (twilio.parse_status, status_request),
+    ):
+        if refused is None:
+            parse(request_)
+        else:
+            with pytest.raises(ForeignWebhook, match=refused):
+                parse(request_)
+
+
+def test_without_a_configured_account_any_account_is_taken(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # Signatures are off (local tests): no account to compare with.
+    twilio = TwilioProvider(make_settings(twilio_account_sid=None, twilio_auth_token=None))
+    twilio.parse_inbound(form_request(changed(INBOUND_SMS, AccountSid="AC" + "f" * 32)))
 
 
 # == 2. parse_status =======================================================================
@@ -538,6 +759,7 @@ QUERY_URL = "https://sms.example.com/webhooks/twilio/messages?org=acme&x=%27a%27
 MEDIA_A = "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1"
 MEDIA_B = "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME2"
 REPEATED = [*INBOUND_SMS, ("MediaUrl", MEDIA_B), ("MediaUrl", MEDIA_A)]
+WITH_PASSWORD = "https://optgate:s3cret-pass@sms.example.com/webhooks/twilio/messages"
 #: A signature of the right length and alphabet that Twilio never made.
 FORGED = base64.b64encode(b"\x13" * 20).decode()
 
@@ -724,6 +946,34 @@ SIGNATURE_CASES = [
         False,
         id="an algorithm the validator does not know",
     ),
+    # HTTP basic auth in the URL (OPTGATE_PUBLIC_URL=https://user:pass@host): Twilio's
+    # docs do not say whether it signs the URL with or without the credentials.
+    pytest.param(
+        Signed(url=WITH_PASSWORD), True, id="basic auth: signed with the credentials in the URL"
+    ),
+    pytest.param(
+        Signed(received_url=WITH_PASSWORD),
+        True,
+        id="basic auth: signed without the credentials",
+    ),
+    pytest.param(
+        Signed(url=WITH_PASSWORD.replace("s3cret", "other"), received_url=WITH_PASSWORD),
+        False,
+        id="basic auth: signed with another password",
+    ),
+    pytest.param(
+        Signed(
+            url=WITH_PASSWORD.replace("sms.example.com", "evil.example.com"),
+            received_url=WITH_PASSWORD,
+        ),
+        False,
+        id="basic auth: signed for another host",
+    ),
+    pytest.param(
+        Signed(received_url="http://[/webhooks/twilio/messages"),
+        False,
+        id="a URL urllib cannot read (a Host header of '[')",
+    ),
 ]
 
 
@@ -748,6 +998,7 @@ def json_signed(
 
 
 JSON_BODY = json.dumps(dict(INBOUND_SMS)).encode()
+DIGEST = hashlib.sha256(JSON_BODY).hexdigest()
 UNICODE_JSON_BODY = json.dumps(dict(INBOUND_UNICODE), ensure_ascii=False).encode()
 
 
@@ -806,6 +1057,50 @@ JSON_SIGNATURE_CASES = [
         ),
         False,
         id="the JSON body tampered with and sent as text/plain",
+    ),
+    # A JSON body counts only under a bodySHA256 the signature covers: a signature over a
+    # URL without parameters (any signed request that had none) vouches for no body.
+    pytest.param(
+        json_request(JSON_BODY, headers={"x-twilio-signature": sign(MESSAGES_URL, [])}),
+        False,
+        id="a JSON body under a signed URL without bodySHA256",
+    ),
+    pytest.param(
+        json_request(
+            JSON_BODY,
+            url=MESSAGES_URL + "?bodySHA256=",
+            headers={"x-twilio-signature": sign(MESSAGES_URL + "?bodySHA256=", [])},
+        ),
+        False,
+        id="a JSON body under a signed empty bodySHA256",
+    ),
+    pytest.param(
+        json_request(
+            JSON_BODY,
+            url=QUERY_URL,
+            headers={"x-twilio-signature": sign(QUERY_URL, [])},
+            content_type="application/json; charset=utf-8",
+        ),
+        False,
+        id="a JSON body under a signed URL with another query and no bodySHA256",
+    ),
+    pytest.param(
+        json_request(
+            JSON_BODY,
+            url=(twice := f"{MESSAGES_URL}?bodySHA256={DIGEST}&bodySHA256={DIGEST}"),
+            headers={"x-twilio-signature": sign(twice, [])},
+        ),
+        False,
+        id="bodySHA256 twice: which one counts is a guess",
+    ),
+    pytest.param(
+        json_request(
+            JSON_BODY,
+            url=(accented := f"{MESSAGES_URL}?bodySHA256={DIGEST}%C3%A9"),
+            headers={"x-twilio-signature": sign(accented, [])},
+        ),
+        False,
+        id="a signed bodySHA256 with a non-ASCII character",
     ),
 ]
 
