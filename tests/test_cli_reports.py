@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from app.addresses import normalize
 from app.consent import ledger, queries
-from app.consent.values import Scope, Source, Status
+from app.consent.values import Scope, Source, Status, default_channel
 from app.db import Database
 from app.models import ConsentEvent, Line, Organization
 from tests.test_cli import Run, cli_on
@@ -122,6 +122,92 @@ def test_import_with_a_bad_header_is_one_line_naming_file_and_line_and_applies_n
     database.dispose()
 
 
+def events(url: str) -> list[ConsentEvent]:
+    database = Database(url)
+    with database.transaction() as session:
+        found = list(session.scalars(sa.select(ConsentEvent).order_by(ConsentEvent.id)))
+    database.dispose()
+    return found
+
+
+def test_import_reports_every_line_whatever_its_quotes_as_file_line_and_exits_1(
+    optgate: Run, clean_database_url: str, tmp_path: Path
+) -> None:
+    # A BOM, CRLF line ends, blank lines, a quote a CSV reader would carry over the next
+    # lines, and one on the last line, which has no line end.
+    source = tmp_path / "quotes.csv"
+    source.write_bytes(
+        b"\xef\xbb\xbfaddress,status,reason\r\n"  # 1
+        b'+14155550401,opted_out,"moved\r\n'  # 2: invalid
+        b"+14155550402,opted_out,\r\n"  # 3
+        b"\r\n"  # 4: blank
+        b"+14155550403,opted_out,ok\r\n"  # 5
+        b'+14155550404,opted_out,"no end'  # 6: invalid
+    )
+    results = tmp_path / "results.jsonl"
+
+    optgate("consent", "import", str(source), "--actor", "jane", "--results", str(results))
+
+    assert optgate.code == 1
+    unclosed = "invalid: not CSV: a quote is not closed on its line (a field cannot hold a line"
+    first, last, summary = optgate.err.strip().splitlines()
+    assert first.startswith(f"{source}:2: {unclosed}")
+    assert last.startswith(f"{source}:6: {unclosed}")
+    assert summary == f"{source}: 4 rows: 2 applied, 0 unchanged, 0 refused, 2 invalid"
+    assert "Traceback" not in optgate.err
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [(row["row"], row["address"], row["result"]) for row in rows] == [
+        (2, "+14155550401", "invalid"),
+        (3, "+14155550402", "applied"),
+        (5, "+14155550403", "applied"),
+        (6, "+14155550404", "invalid"),
+    ]
+    assert [event.address for event in events(clean_database_url)] == [
+        "+14155550402",
+        "+14155550403",
+    ]
+
+
+def test_import_of_nul_and_overlong_values_reports_them_and_loses_no_row(
+    optgate: Run, clean_database_url: str, tmp_path: Path
+) -> None:
+    source = write(
+        tmp_path / "odd.csv",
+        "address,status,reason\n"
+        "+14155550401,opted_out,\x00\n"  # 2: PostgreSQL cannot store a NUL
+        f"jo@{'a' * 400}.com,opted_out,\n"  # 3: longer than the column
+        "+14155550403,opted_out,ok\n",  # 4
+    )
+
+    assert optgate("consent", "import", str(source), "--actor", "jane").code == 1
+
+    assert optgate.err.strip().splitlines() == [
+        f"{source}:2: invalid: reason: contains a NUL character, which cannot be stored",
+        f"{source}:3: invalid: address: longer than 320 characters",
+        f"{source}: 3 rows: 1 applied, 0 unchanged, 0 refused, 2 invalid",
+    ]
+    assert [event.address for event in events(clean_database_url)] == ["+14155550403"]
+
+
+@pytest.mark.parametrize(
+    ("actor", "message"),
+    [
+        ("j" * 201, "at most 200 characters"),
+        ("jane\x1b[2J", "holds the control character U+001B; remove it"),
+    ],
+    ids=["too-long", "terminal-escape"],
+)
+def test_import_with_an_actor_no_change_could_record_applies_nothing(
+    optgate: Run, clean_database_url: str, tmp_path: Path, actor: str, message: str
+) -> None:
+    source = write(tmp_path / "ok.csv", "address,status\n+14155550124,opted_out\n")
+
+    assert optgate("consent", "import", str(source), "--actor", actor).code == 1
+
+    assert f"Invalid value for --actor: {message}" in optgate.error_line
+    assert events(clean_database_url) == []
+
+
 def test_import_of_a_missing_file_is_a_usage_error(optgate: Run, tmp_path: Path) -> None:
     assert optgate("consent", "import", str(tmp_path / "nope.csv"), "--actor", "x").code == 1
     assert "does not exist" in optgate.error_line
@@ -152,6 +238,35 @@ def test_export_writes_every_event_with_the_historys_columns_and_values(
     expected = [{k: "" if v is None else str(v) for k, v in event.items()} for event in history]
     expected[1]["actor"] = "'=x"  # a formula-looking cell is defused
     assert rows == expected
+
+
+def test_export_and_snapshot_write_no_cell_a_spreadsheet_would_run(
+    optgate: Run, clean_database_url: str
+) -> None:
+    database = Database(clean_database_url)
+    with database.transaction() as session:
+        org = session.scalars(sa.select(Organization)).one()
+        for address, actor in (("=1+2@example.com", "+x"), ("+14155550123", "@bob")):
+            contact = normalize(address)
+            ledger.apply(
+                session,
+                ledger.Change(org.id, contact, Scope.organization(), Status.OPTED_OUT,
+                              Source.MANUAL, actor, default_channel(contact), reason="-x"),
+            )  # fmt: skip
+    database.dispose()
+
+    assert optgate("consent", "export").code == 0
+    exported = list(csv.DictReader(io.StringIO(optgate.out, newline="")))
+    assert optgate("consent", "snapshot", "--line", LINE_A).code == 0
+    snapshot = list(csv.DictReader(io.StringIO(optgate.out, newline="")))
+
+    assert [(row["address"], row["actor"], row["reason"]) for row in exported] == [
+        ("'=1+2@example.com", "'+x", "'-x"),
+        ("+14155550123", "'@bob", "'-x"),
+    ]
+    assert [(row["address"], row["line"], row["actor"]) for row in snapshot] == [
+        ("+14155550123", LINE_A, "'@bob")
+    ]
 
 
 def test_export_to_stdout_with_since_after_everything_gives_only_the_header(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +27,10 @@ from app.consent.values import Status
 from app.db import Database
 from app.keywords import load
 from app.models import Line, Organization
+
+#: The longest actor the history stores (models.ConsentEvent.actor).
+MOST_ACTOR = imports.MOST_ACTOR
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 line_option = click.option(
     "--line",
@@ -204,9 +209,13 @@ def import_(
     """Apply a CSV FILE of consent through the rules (source: import).
 
     Columns: address, status (opted_in, opted_out or do_not_contact), and optionally line,
-    group, channel, topic, reason. An import never lifts an opt-out. Refused and invalid
-    rows are printed as FILE:LINE: message; the command exits 1 when a row was invalid.
+    group, channel, topic, reason. Each line is one row (a quoted field cannot hold a line
+    break). An import never lifts an opt-out. Refused and invalid rows are printed as
+    FILE:LINE: message; the command exits 1 when a row was invalid.
+    A row that opts a number out is reported only once no message to it is still on its
+    way to the provider.
     """
+    _check_actor(actor)
     database = context.database
     with database.reads() as session:
         org = line_store.find_organization(session, organization)
@@ -252,7 +261,20 @@ def import_(
         raise click.exceptions.Exit(1)
 
 
+def _check_actor(actor: str) -> None:
+    """Refuse, before any row, an actor every row's change would fail to store: longer
+    than the history's column (PostgreSQL refuses it), or holding a control character."""
+    if len(actor.strip()) > MOST_ACTOR:
+        raise click.BadParameter(f"at most {MOST_ACTOR} characters", param_hint="--actor")
+    if control := _CONTROL.search(actor):
+        raise click.BadParameter(
+            f"holds the control character U+{ord(control.group()):04X}; remove it",
+            param_hint="--actor",
+        )
+
+
 def _count_rows(file: Path) -> int:
-    """Lines after the header: the progress bar's length (quoted newlines make it an estimate)."""
+    """Lines after the header: the progress bar's length (an estimate: blank lines count,
+    and a file whose lines end in a lone \\r counts as one line)."""
     with file.open("rb") as source:
         return max(sum(1 for _ in source) - 1, 0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -292,11 +293,14 @@ _RECORD_FIELDS = [
 
 # -- CSV --------------------------------------------------------------------------------
 
-#: Columns that people and contacts write: guarded against formulas.
-_FREE_TEXT = frozenset({"actor", "reason"})
-#: Characters that make a spreadsheet read a cell as a formula (CSV injection).
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
-#: A contact's own number as actor (+14155550123): a number to a spreadsheet, not a formula.
+#: What makes a spreadsheet read a cell as a formula (CSV injection; OWASP's list, with
+#: ASVS's NUL): a first character among these...
+_FORMULA_START = ("\t", "\r", "\0")
+#: ...or, after any leading white space, one of these, or a full-width or other form of
+#: one (NFKC: ＝, ﹢), which some spreadsheets read as the character itself.
+_FORMULA_SIGNS = frozenset("=+-@")
+#: An E.164 number (+14155550123): a number to a spreadsheet, which cannot call anything,
+#: and which CRMs read back as the number it is.
 _PHONE_NUMBER = re.compile(r"\+[0-9]{1,15}")
 
 
@@ -308,9 +312,11 @@ def csv_chunks(
 ) -> Iterator[str]:
     """``rows`` as CSV text with a header, a few hundred kilobytes at a time.
 
-    Free-text columns (written by people or contacts) that start like a
-    formula get a leading apostrophe, so a spreadsheet shows them as text
-    instead of running them. Numbers such as +14155550100 are left alone.
+    Every text cell that starts like a formula gets a leading apostrophe, so a
+    spreadsheet shows it as text instead of running it: any column may hold
+    what an outsider wrote (an email address such as ``=cmd@example.com`` is
+    valid; names, actors and reasons are typed by people). E.164 numbers such
+    as +14155550100 are left alone.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -319,7 +325,7 @@ def csv_chunks(
     quoting = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(columns)
     for count, row in enumerate(rows, start=1):
-        cells = [_cell(row[name], name in _FREE_TEXT) for name in columns]
+        cells = [_cell(row[name]) for name in columns]
         returns = any(isinstance(cell, str) and "\r" in cell for cell in cells)
         (quoting if returns else writer).writerow(cells)
         if count % chunk_rows == 0:
@@ -329,17 +335,21 @@ def csv_chunks(
     yield buffer.getvalue()
 
 
-def _cell(value: Any, guarded: bool) -> Any:
+def _cell(value: Any) -> Any:
     if value is None:
         return ""
-    if (
-        guarded
-        and isinstance(value, str)
-        and value.startswith(_FORMULA)
-        and not _PHONE_NUMBER.fullmatch(value)
-    ):
+    if isinstance(value, str) and _reads_as_formula(value):
         return "'" + value
     return value
+
+
+def _reads_as_formula(text: str) -> bool:
+    if text.startswith(_FORMULA_START):
+        return True
+    first = unicodedata.normalize("NFKC", text.lstrip()[:1])[:1]
+    if first not in _FORMULA_SIGNS:
+        return False
+    return not _PHONE_NUMBER.fullmatch(text)
 
 
 __all__ = [

@@ -24,10 +24,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from app.addresses import normalize
 from app.consent import ledger, queries, reports
 from app.consent.queries import EVENT_COLUMNS
 from app.consent.values import Channel, Flag, Scope, Source, Status
 from app.db import Database
+from app.lines import add_line, get_or_create_group
 from app.models import (
     GENESIS_HASH,
     ConsentEvent,
@@ -36,6 +38,7 @@ from app.models import (
     Line,
     Message,
     MessageStatus,
+    Organization,
 )
 from tests.consent.conftest import Acme
 
@@ -455,29 +458,71 @@ def test_a_read_session_does_not_take_the_write_lock(db: Database, acme: Acme) -
 
 # -- CSV ----------------------------------------------------------------------------------
 
-FORMULAS = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"]
+#: Cells a spreadsheet would run (OWASP's first characters, ASVS's NUL, after white space,
+#: in full-width and small forms), by id.
+FORMULAS = {
+    "=": '=HYPERLINK("http://x")',
+    "+": "+1+1",
+    "-": "-2+3",
+    "@": "@SUM(A1)",
+    "tab": "\tcmd",
+    "cr": "\rcmd",
+    "nul": "\0=1",
+    "space": "  =1+1",
+    "newline": "\n=1+1",
+    "full-width-=": "\uff1d1+1",
+    "full-width-+": "\uff0b1+1",
+    "small-=": "\ufe661+1",
+    "email": "=cmd|' /C calc'!A0@example.com",
+    "phone-plus-text": "+14155550123 =x",
+    "plus-then-digits-too-long": "+1234567890123456",
+}
+ALL_COLUMNS = sorted({*EVENT_COLUMNS, *reports.SNAPSHOT_COLUMNS})
 
 
-@pytest.mark.parametrize("value", FORMULAS, ids=["=", "+", "-", "@", "tab", "cr"])
-def test_free_text_that_starts_like_a_formula_gets_a_leading_apostrophe(value: str) -> None:
-    row = {"address": "+14155550123", "actor": value, "reason": value, "line": "+14155550101"}
+@pytest.mark.parametrize("value", FORMULAS.values(), ids=FORMULAS.keys())
+def test_a_cell_that_starts_like_a_formula_gets_a_leading_apostrophe_in_every_column(
+    value: str,
+) -> None:
+    row = dict.fromkeys(ALL_COLUMNS, value)
 
-    text = "".join(reports.csv_chunks(("address", "actor", "reason", "line"), [row]))
+    text = "".join(reports.csv_chunks(ALL_COLUMNS, [row]))
 
-    [_header, cells] = parse_csv(text)
-    assert cells == ["+14155550123", "'" + value, "'" + value, "+14155550101"]
-
-
-@pytest.mark.parametrize("value", ["alice", "1+1", "a=b", "'quoted", ""])
-def test_free_text_that_does_not_start_like_a_formula_is_left_alone(value: str) -> None:
-    text = "".join(reports.csv_chunks(("actor", "reason"), [{"actor": value, "reason": value}]))
-
-    assert parse_csv(text)[1] == [value, value]
+    [header, cells] = parse_csv(text)
+    assert header == ALL_COLUMNS
+    assert cells == ["'" + value] * len(ALL_COLUMNS)
 
 
-def test_the_export_guards_actor_and_reason_but_not_numbers(db: Database, acme: Acme) -> None:
-    acme.change(number(201), OUT, actor="=cmd|' /C calc'!A0", reason="+danger")
-    acme.change(number(202), OUT, actor="-1", reason="@here")
+@pytest.mark.parametrize(
+    "value",
+    ["alice", "1+1", "a=b", "'quoted", "", "jo@example.com", "+14155550123", "+1", "12345", "é=x"],
+)
+def test_a_cell_that_does_not_start_like_a_formula_is_left_alone_in_every_column(
+    value: str,
+) -> None:
+    text = "".join(reports.csv_chunks(ALL_COLUMNS, [dict.fromkeys(ALL_COLUMNS, value)]))
+
+    assert parse_csv(text)[1] == [value] * len(ALL_COLUMNS)
+
+
+def test_numbers_are_not_text_and_stay_numbers() -> None:
+    text = "".join(reports.csv_chunks(("id", "seq"), [{"id": -1, "seq": 2}]))
+
+    assert parse_csv(text)[1] == ["-1", "2"]
+
+
+def test_the_export_guards_every_column_an_outsider_can_write_but_not_numbers(
+    db: Database, acme: Acme
+) -> None:
+    with acme.db.transaction() as session:
+        org = session.get(Organization, acme.org.id)
+        assert org is not None
+        group = get_or_create_group(session, org, "=HYPERLINK(1)")
+        line, _ = add_line(session, normalize("+14155550105"), org, group)
+        group_id = group.id
+    acme.change("=cmd@example.com", OUT, channel=Channel.EMAIL, actor="@agent", reason="-x")
+    acme.change(number(201), OUT, KEYWORD, Scope.group(group_id), via=line, actor=number(201))
+    acme.change(number(202), OUT, actor="+1+1", reason="\t=1")
 
     text = "".join(
         reports.csv_chunks(
@@ -487,11 +532,13 @@ def test_the_export_guards_actor_and_reason_but_not_numbers(db: Database, acme: 
 
     header, *rows = parse_csv(text)
     cells = [
-        {name: row[header.index(name)] for name in ("address", "actor", "reason")} for row in rows
+        {name: row[header.index(name)] for name in ("address", "group", "actor", "reason")}
+        for row in rows
     ]
     assert cells == [
-        {"address": number(201), "actor": "'=cmd|' /C calc'!A0", "reason": "'+danger"},
-        {"address": number(202), "actor": "'-1", "reason": "'@here"},
+        {"address": "'=cmd@example.com", "group": "", "actor": "'@agent", "reason": "'-x"},
+        {"address": number(201), "group": "'=HYPERLINK(1)", "actor": number(201), "reason": ""},
+        {"address": number(202), "group": "", "actor": "'+1+1", "reason": "'\t=1"},
     ]
 
 

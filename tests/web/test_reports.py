@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -30,8 +31,8 @@ from app.consent import history, ledger, reports
 from app.consent.queries import EVENT_COLUMNS
 from app.consent.values import Scope, Source, Status
 from app.db import Database
-from app.lines import add_line
-from app.models import ConsentEvent, ContactAddress
+from app.lines import add_line, get_or_create_group
+from app.models import ConsentEvent, ContactAddress, Organization
 from app.settings import Settings
 from tests.consent.conftest import Acme, build_acme
 from tests.consent.test_reports import (
@@ -42,7 +43,7 @@ from tests.consent.test_reports import (
     snapshot_world,
     varied_history,
 )
-from tests.web.admin import AGENT_SECRET, MANAGER_SECRET, api_app
+from tests.web.admin import AGENT_SECRET, MANAGER_SECRET, api_app, bearer
 
 EXPORT = "/api/v1/exports/consent-events.csv"
 SNAPSHOT = "/api/v1/reports/snapshot"
@@ -57,7 +58,7 @@ class Api:
 
     def get(self, path: str, secret: str | None = MANAGER_SECRET, **query: Any) -> TestResponse:
         query.setdefault("organization", "acme")
-        headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+        headers = bearer(secret) if secret else {}
         return self.client.get(path, query_string=query, headers=headers)
 
     def upload(
@@ -70,7 +71,7 @@ class Api:
     ) -> TestResponse:
         query.setdefault("organization", "acme")
         query.setdefault("actor", "jane")
-        headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+        headers = bearer(secret) if secret else {}
         return self.client.post(
             IMPORT, query_string=query, data=data, content_type=content_type, headers=headers
         )
@@ -242,6 +243,53 @@ def test_the_export_guards_free_text_against_formulas(api: Api) -> None:
     )
 
 
+def agent_opts_out(api: Api, address: str, actor: str, reason: str) -> None:
+    """An agent's opt-out through the API, of the whole organisation."""
+    response = api.client.post(
+        f"/api/v1/contacts/{quote(address, safe='')}/consent",
+        query_string={"organization": "acme"},
+        json={"status": "opted_out", "scope": "organization", "actor": actor, "reason": reason},
+        headers=bearer(AGENT_SECRET),
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+
+def test_what_an_agent_writes_reaches_a_managers_export_as_text_not_formulas(api: Api) -> None:
+    # Email local parts may start with = + - (RFC 5322 allows them): an agent can record one.
+    for address in ('=HYPERLINK("evil.example")@example.com', "+1+1@example.com", "-2@example.com"):
+        agent_opts_out(api, address, actor="@jane", reason="\t=1+1")
+    with api.acme.db.transaction() as session:
+        org = session.get(Organization, api.acme.org.id)
+        assert org is not None
+        group = get_or_create_group(session, org, "=HYPERLINK(2)")
+        line, _ = add_line(session, normalize("+14155550105"), org, group)
+        group_id = group.id
+    api.acme.change(number(201), Status.OPTED_OUT, Source.KEYWORD, Scope.group(group_id), via=line)
+
+    header, *rows = parse_csv(api.get(EXPORT))
+
+    cells = [dict(zip(header, row, strict=True)) for row in rows]
+    assert [(c["address"], c["group"], c["actor"], c["reason"]) for c in cells] == [
+        ('\'=hyperlink("evil.example")@example.com', "", "'@jane (token agent1)", "'\t=1+1"),
+        ("'+1+1@example.com", "", "'@jane (token agent1)", "'\t=1+1"),
+        ("'-2@example.com", "", "'@jane (token agent1)", "'\t=1+1"),
+        (number(201), "'=HYPERLINK(2)", "contact", ""),
+    ]
+
+
+def test_the_snapshot_csv_guards_its_cells_but_leaves_numbers_as_numbers(api: Api) -> None:
+    agent_opts_out(api, number(201), actor="=cmd|' /C calc'!A0", reason="x")
+
+    header, *rows = parse_csv(api.get(SNAPSHOT, format="csv", line=[A]))
+
+    [cells] = [dict(zip(header, row, strict=True)) for row in rows]
+    assert (cells["address"], cells["line"], cells["actor"]) == (
+        number(201),
+        A,
+        "'=cmd|' /C calc'!A0 (token agent1)",
+    )
+
+
 #: (case, query, status, error, a part of the message).
 BAD_EXPORTS: list[tuple[str, dict[str, Any], int, str, str]] = [
     ("since-without-offset", {"since": "2026-03-01T10:00:00"}, 400, "InvalidRequest", "since:"),
@@ -277,7 +325,7 @@ def test_a_bad_export_request_answers_json_before_any_csv(api: Api) -> None:
 
 
 def test_without_an_organization_and_with_several_the_export_asks_for_one(api: Api) -> None:
-    response = api.client.get(EXPORT, headers={"Authorization": f"Bearer {MANAGER_SECRET}"})
+    response = api.client.get(EXPORT, headers=bearer(MANAGER_SECRET))
 
     assert "?organization=" in refusal(response, 404, "NotFound")
 
@@ -498,6 +546,76 @@ def test_an_import_reads_a_bom_and_reports_bytes_that_are_not_utf8(api: Api) -> 
     assert [event.address for event in api.events()] == [number(402)]
 
 
+#: A BOM, CRLF line ends, blank lines, a quote that a CSV reader would carry over the
+#: next lines, and one on the last line, which has no line end.
+BROKEN_QUOTES = (
+    "\ufeffaddress,status,reason\r\n"  # 1
+    '+14155550401,opted_out,"moved\r\n'  # 2: invalid
+    "+14155550402,opted_out,\r\n"  # 3
+    "\r\n"  # 4: blank
+    '+14155550403,opted_out,away"\r\n'  # 5: a quote inside a field, as written
+    "  ,  ,\r\n"  # 6: blank
+    '+14155550404,opted_out,"two, words"\r\n'  # 7
+    '+14155550405,opted_out,"no end'  # 8: invalid
+)
+
+
+@pytest.mark.parametrize("how", ["text/csv", "multipart"])
+def test_an_import_reports_every_line_of_the_file_whatever_its_quotes(api: Api, how: str) -> None:
+    data = BROKEN_QUOTES.encode()
+    if how == "multipart":
+        response = api.upload(
+            {"file": (io.BytesIO(data), "consent.csv")}, content_type="multipart/form-data"
+        )
+    else:
+        response = api.upload(data)
+
+    body = check_import_answer(api, response)
+    assert [(r["row"], r["address"], r["result"]) for r in body["results"]] == [
+        (2, number(401), "invalid"),
+        (3, number(402), "applied"),
+        (5, number(403), "applied"),
+        (7, number(404), "applied"),
+        (8, number(405), "invalid"),
+    ]
+    assert body["rows"] == 5
+    for result in (body["results"][0], body["results"][4]):
+        assert result["message"].startswith("not CSV: a quote is not closed on its line")
+    assert [event.address for event in api.events()] == [number(402), number(403), number(404)]
+    assert [event.reason for event in api.events()] == [None, 'away"', "two, words"]
+
+
+def test_nul_and_overlong_values_are_invalid_rows_never_a_500_and_lose_no_row(api: Api) -> None:
+    rows = [
+        "address,status,group,reason",
+        "+14155550401,opted_out,,ok",  # 2
+        "+14155550402,opted_out,,moved\x00away",  # 3: PostgreSQL cannot store a NUL
+        "jo\x00@example.com,opted_out,,",  # 4
+        "jo@" + "a" * 400 + ".com,opted_out,,",  # 5: longer than the column
+        "+14155550405,opted_out,MG1\x00,",  # 6
+        "+14155550406,opted_out,,ok",  # 7
+    ]
+
+    body = check_import_answer(api, api.upload("\n".join(rows).encode()))
+
+    assert [(r["row"], r["result"], r["message"]) for r in body["results"]] == [
+        (2, "applied", None),
+        (3, "invalid", "reason: contains a NUL character, which cannot be stored"),
+        (4, "invalid", "address: contains a NUL character, which cannot be stored"),
+        (5, "invalid", "address: longer than 320 characters"),
+        (6, "invalid", "group: contains a NUL character, which cannot be stored"),
+        (7, "applied", None),
+    ]
+    assert [event.address for event in api.events()] == [number(401), number(406)]
+
+
+def test_an_actor_with_a_nul_is_refused_before_any_row(api: Api) -> None:
+    response = api.upload(FILE.encode(), actor="ja\x00ne")
+
+    assert "actor:" in refusal(response, 400, "InvalidRequest")
+    assert api.events() == []
+
+
 #: (case, upload options, status, error, a part of the message).
 BAD_IMPORTS: list[tuple[str, dict[str, Any], int, str, str]] = [
     ("json-body", {"content_type": "application/json"}, 415, "UnsupportedMediaType", "text/csv"),
@@ -592,7 +710,7 @@ def test_an_import_body_without_a_length_is_refused_before_any_row_is_applied(
         query_string={"organization": "acme", "actor": "jane"},
         input_stream=body,
         content_type="text/csv",
-        headers={"Authorization": f"Bearer {MANAGER_SECRET}", "Transfer-Encoding": "chunked"},
+        headers={**bearer(MANAGER_SECRET), "Transfer-Encoding": "chunked"},
     )
     assert "Content-Length" in refusal(response, 411, "LengthRequired")
     assert api.events() == []
