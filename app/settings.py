@@ -47,11 +47,21 @@ class Role(StrEnum):
     MANAGER = "manager"
 
 
+#: The organisation part of a token that may reach every organisation (an operator's).
+EVERY_ORGANIZATION = "*"
+
+
 @dataclass(frozen=True)
 class ApiToken:
     name: str
     role: Role
+    #: The one organisation the token may reach; None: every one (an operator token).
+    organization: str | None
     secret: str = dataclasses.field(repr=False)
+
+    @property
+    def operator(self) -> bool:
+        return self.organization is None
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,10 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str = "redis://127.0.0.1:6379/0"
     default_region: str = "US"
-    default_organization: str = "default"
+    #: Where new lines go: those `optgate lines add` adds without --organization, and
+    #: those a webhook sees first (None: the only organisation; texts to a new line are
+    #: held for a person when there is not exactly one).
+    default_organization: str | None = None
     keywords_path: Path = Path("keywords.yaml")
     log_level: str = "INFO"
     #: The base URL providers call (https://sms.example.com); signatures cover it.
@@ -259,14 +272,25 @@ def _api_tokens(variable: str, raw: str) -> tuple[ApiToken, ...]:
     tokens: list[ApiToken] = []
     for position, entry in enumerate(raw.split(","), start=1):
         name, _, rest = entry.strip().partition(":")
-        role, _, secret = rest.partition(":")
-        role = role.strip().lower()
+        role, _, rest = rest.partition(":")
+        # A secret never holds ':', so the organisation is all between role and secret.
+        organization, has_organization, secret = rest.rpartition(":")
+        role, organization = role.strip().lower(), organization.strip()
         what = f"token {position}"
-        if not name or not role or not secret:
+        if name and role and secret and not has_organization:
+            # The format before organisations: such a token would reach every one.
             raise SettingsError(
                 variable,
-                f"{what}: expected NAME:ROLE:SECRET entries separated by commas, such as "
-                "campaigns:manager:<secret>",
+                f"{what}: expected NAME:ROLE:ORGANIZATION:SECRET, and it has no organization; "
+                f"write the organization's name, or {EVERY_ORGANIZATION} for an operator token "
+                "that reaches every organization (campaigns:manager:acme:<secret>)",
+            )
+        if not name or not role or not organization or not secret:
+            raise SettingsError(
+                variable,
+                f"{what}: expected NAME:ROLE:ORGANIZATION:SECRET entries separated by commas, "
+                f"such as campaigns:manager:acme:<secret> ({EVERY_ORGANIZATION} as the "
+                "organization: every one)",
             )
         if role not in {r.value for r in Role}:
             raise SettingsError(
@@ -278,11 +302,16 @@ def _api_tokens(variable: str, raw: str) -> tuple[ApiToken, ...]:
                 f"{what}: expected a secret of at least {_MIN_SECRET} letters, digits or -._~+/= "
                 "(e.g. from `python -c 'import secrets; print(secrets.token_urlsafe())'`)",
             )
+        if len(organization) > 100:  # organizations.name holds 100
+            raise SettingsError(
+                variable, f"{what}: expected an organization name of at most 100 characters"
+            )
         if any(token.name == name for token in tokens):
             raise SettingsError(variable, f"{what}: the name {name!r} is used twice")
         if any(token.secret == secret for token in tokens):
             raise SettingsError(variable, f"{what}: its secret is the same as another token's")
-        tokens.append(ApiToken(name, Role(role), secret))
+        reaches = None if organization == EVERY_ORGANIZATION else organization
+        tokens.append(ApiToken(name, Role(role), reaches, secret))
     return tuple(tokens)
 
 
@@ -336,7 +365,9 @@ SETTINGS: tuple[Setting, ...] = (
         "OPTGATE_DEFAULT_ORGANIZATION",
         "default_organization",
         _organization,
-        "Organization that `optgate lines add` uses without `--organization` (default `default`).",
+        "Organization of new lines: those `optgate lines add` adds without `--organization`, "
+        "and those a provider's webhook names first. Unset: the only organization; with none "
+        "or several, a text to an unknown number is held until `optgate lines add` adds it.",
     ),
     Setting(
         "OPTGATE_KEYWORDS",
@@ -390,8 +421,9 @@ SETTINGS: tuple[Setting, ...] = (
         "OPTGATE_API_TOKENS",
         "api_tokens",
         _api_tokens,
-        "Bearer tokens of the HTTP API: `NAME:ROLE:SECRET` entries separated by commas, "
-        "ROLE `agent` or `manager` (see docs/api.md). Unset: the API answers 401.",
+        "Bearer tokens of the HTTP API: `NAME:ROLE:ORGANIZATION:SECRET` entries separated "
+        "by commas, ROLE `agent` or `manager`; a token reaches only its ORGANIZATION, and "
+        "`*` every one (an operator's; see docs/api.md). Unset: the API answers 401.",
     ),
     Setting(
         "OPTGATE_QUIET_HOURS",
@@ -423,10 +455,10 @@ SETTINGS: tuple[Setting, ...] = (
 
 
 def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # The handler, and the masking of numbers, emails and secrets in every line.
+    from app.logs import install
+
+    install(settings)
     logging.getLogger("optgate").setLevel(settings.log_level)
     # The twilio client logs every request it makes at INFO (method, URL with
     # the account SID, headers): nine lines per send. Only when debugging.

@@ -282,6 +282,8 @@ def test_a_signed_stop_through_gunicorn_is_committed_before_the_answer(
         tmp_path,
         OPTGATE_DATABASE_URL=clean_database_url,
         OPTGATE_REDIS_URL=redis_url,
+        # The line is new: it is registered in this organisation (tests/test_new_lines.py).
+        OPTGATE_DEFAULT_ORGANIZATION="default",
         TWILIO_ACCOUNT_SID=TWILIO_SID,
         TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
     )
@@ -327,7 +329,7 @@ def impatient_web(tmp_path: Path, redis_url: str, seed: Any = None) -> Iterator[
         tmp_path,
         OPTGATE_DATABASE_URL=database_url,
         OPTGATE_REDIS_URL=redis_url,
-        OPTGATE_API_TOKENS=f"ops:manager:{MANAGER_SECRET}",
+        OPTGATE_API_TOKENS=f"ops:manager:default:{MANAGER_SECRET}",
     )
     assert run(["db", "upgrade"], env, tmp_path).returncode == 0
     assert run(["lines", "add", "+14155550100"], env, tmp_path).returncode == 0

@@ -48,7 +48,7 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
     assert settings.redis_url == "redis://127.0.0.1:6379/0"
     assert not settings.redis_inline
     assert settings.default_region == "US"
-    assert settings.default_organization == "default"
+    assert settings.default_organization is None
     assert settings.log_level == "INFO"
     assert settings.twilio_account_sid is None
     assert settings.twilio_auth_token is None
@@ -104,13 +104,17 @@ VALID = [
     ("TWILIO_ACCOUNT_SID", SID.upper(), "twilio_account_sid", SID.upper()),
     ("TWILIO_AUTH_TOKEN", TOKEN, "twilio_auth_token", TOKEN),
     ("OPTGATE_DEFAULT_REGION", "  fr \n", "default_region", "FR"),
-    ("OPTGATE_API_TOKENS", f"ops:agent:{SECRET}", "api_tokens",
-     (ApiToken("ops", Role.AGENT, SECRET),)),
-    ("OPTGATE_API_TOKENS", f"ops:Manager:{SECRET}", "api_tokens",
-     (ApiToken("ops", Role.MANAGER, SECRET),)),
-    ("OPTGATE_API_TOKENS", f"ops:agent:{SECRET} , campaigns:manager:{OTHER_SECRET}",
+    ("OPTGATE_API_TOKENS", f"ops:agent:acme:{SECRET}", "api_tokens",
+     (ApiToken("ops", Role.AGENT, "acme", SECRET),)),
+    ("OPTGATE_API_TOKENS", f"ops:Manager:*:{SECRET}", "api_tokens",
+     (ApiToken("ops", Role.MANAGER, None, SECRET),)),
+    ("OPTGATE_API_TOKENS", f"ops:agent: Acme Motors :{SECRET} , campaigns:manager:*:{OTHER_SECRET}",
      "api_tokens",
-     (ApiToken("ops", Role.AGENT, SECRET), ApiToken("campaigns", Role.MANAGER, OTHER_SECRET))),
+     (ApiToken("ops", Role.AGENT, "Acme Motors", SECRET),
+      ApiToken("campaigns", Role.MANAGER, None, OTHER_SECRET))),
+    # A secret never holds ':', so an organisation's name may.
+    ("OPTGATE_API_TOKENS", f"ops:agent:acme:east:{SECRET}", "api_tokens",
+     (ApiToken("ops", Role.AGENT, "acme:east", SECRET),)),
     ("OPTGATE_QUIET_HOURS", "07:30-20:00", "quiet_hours", Window(time(7, 30), time(20, 0))),
     ("OPTGATE_QUIET_HOURS", " 09:00 - 17:45 ", "quiet_hours", Window(time(9, 0), time(17, 45))),
     ("OPTGATE_QUIET_HOURS", "off", "quiet_hours", None),
@@ -163,19 +167,30 @@ WRONG = [
     ("TWILIO_ACCOUNT_SID", "AC" + "g" * 32, "AC followed by 32 hex digits"),
     ("TWILIO_AUTH_TOKEN", "hunter2", "32 hex digits"),
     ("TWILIO_AUTH_TOKEN", TOKEN + "0", "32 hex digits"),
-    ("OPTGATE_API_TOKENS", "ops:agent", "token 1: expected NAME:ROLE:SECRET entries"),
-    ("OPTGATE_API_TOKENS", f"agent:{SECRET}", "token 1: expected NAME:ROLE:SECRET"),
-    ("OPTGATE_API_TOKENS", f":agent:{SECRET}", "token 1: expected NAME:ROLE:SECRET"),
-    ("OPTGATE_API_TOKENS", f"ops:agent:{SECRET},", "token 2: expected NAME:ROLE:SECRET"),
-    ("OPTGATE_API_TOKENS", f"ops:admin:{SECRET}",
+    ("OPTGATE_API_TOKENS", "ops:agent", "token 1: expected NAME:ROLE:ORGANIZATION:SECRET entries"),
+    ("OPTGATE_API_TOKENS", f"agent:{SECRET}", "token 1: expected NAME:ROLE:ORGANIZATION:SECRET"),
+    ("OPTGATE_API_TOKENS", f":agent:acme:{SECRET}",
+     "token 1: expected NAME:ROLE:ORGANIZATION:SECRET"),
+    ("OPTGATE_API_TOKENS", f"ops:agent:acme:{SECRET},",
+     "token 2: expected NAME:ROLE:ORGANIZATION:SECRET"),
+    ("OPTGATE_API_TOKENS", f"ops:agent: :{SECRET}",
+     "token 1: expected NAME:ROLE:ORGANIZATION:SECRET entries"),
+    # The format before organisations stops the start, saying how to write it now.
+    ("OPTGATE_API_TOKENS", f"ops:agent:{SECRET}",
+     "token 1: expected NAME:ROLE:ORGANIZATION:SECRET, and it has no organization; write the "
+     "organization's name, or * for an operator token that reaches every organization"),
+    ("OPTGATE_API_TOKENS", f"ops:admin:acme:{SECRET}",
      "token 1: expected the role agent or manager as its second part"),
-    ("OPTGATE_API_TOKENS", "ops:agent:hunter2", "expected a secret of at least 24 letters"),
-    ("OPTGATE_API_TOKENS", f"ops:agent:{OTHER_SECRET[:-1]}",
+    ("OPTGATE_API_TOKENS", "ops:agent:acme:hunter2", "expected a secret of at least 24 letters"),
+    ("OPTGATE_API_TOKENS", f"ops:agent:acme:{OTHER_SECRET[:-1]}",
      "expected a secret of at least 24 letters"),
-    ("OPTGATE_API_TOKENS", "ops:agent:" + "p@ss" * 8, "expected a secret of at least 24 letters"),
-    ("OPTGATE_API_TOKENS", f"ops:agent:{SECRET},ops:manager:{OTHER_SECRET}",
+    ("OPTGATE_API_TOKENS", "ops:agent:acme:" + "p@ss" * 8,
+     "expected a secret of at least 24 letters"),
+    ("OPTGATE_API_TOKENS", f"ops:agent:{'a' * 101}:{SECRET}",
+     "token 1: expected an organization name of at most 100 characters"),
+    ("OPTGATE_API_TOKENS", f"ops:agent:acme:{SECRET},ops:manager:beta:{OTHER_SECRET}",
      "token 2: the name 'ops' is used twice"),
-    ("OPTGATE_API_TOKENS", f"ops:agent:{SECRET},campaigns:manager:{SECRET}",
+    ("OPTGATE_API_TOKENS", f"ops:agent:acme:{SECRET},campaigns:manager:beta:{SECRET}",
      "token 2: its secret is the same as another token's"),
     ("OPTGATE_QUIET_HOURS", "8-21", "'8' is not a time of day such as 08:00"),
     ("OPTGATE_QUIET_HOURS", "21:00-08:00", "'21:00-08:00' ends before it starts"),
@@ -240,14 +255,17 @@ def test_the_auth_token_is_not_in_the_repr_of_settings() -> None:
 @pytest.mark.parametrize(
     "value",
     [
-        f"ops:agent:{SECRET}x!",
-        f"ops:agent:{SECRET[:20]}",
-        f"ops:admin:{SECRET}",
-        f"ops:agent:{SECRET},ops:manager:{OTHER_SECRET}",
-        f"ops:agent:{SECRET},campaigns:manager:{SECRET}",
-        f"ops:agent:{OTHER_SECRET},campaigns:{SECRET}",
+        f"ops:agent:acme:{SECRET}x!",
+        f"ops:agent:acme:{SECRET[:20]}",
+        f"ops:admin:acme:{SECRET}",
+        f"ops:agent:acme:{SECRET},ops:manager:acme:{OTHER_SECRET}",
+        f"ops:agent:acme:{SECRET},campaigns:manager:acme:{SECRET}",
+        f"ops:agent:acme:{OTHER_SECRET},campaigns:acme:{SECRET}",
         SECRET,
-        f"ops:{SECRET}:agent",
+        f"ops:{SECRET}:acme:agent",
+        f"ops:agent:{SECRET}",
+        f"ops:agent:{SECRET}:acme",
+        f"ops:agent:{SECRET * 4}:{OTHER_SECRET}",
     ],
     ids=[
         "bad-character",
@@ -258,6 +276,9 @@ def test_the_auth_token_is_not_in_the_repr_of_settings() -> None:
         "missing-role",
         "bare-secret",
         "secret-and-role-swapped",
+        "no-organization",
+        "secret-and-organization-swapped",
+        "secret-as-a-long-organization",
     ],
 )
 def test_a_wrong_api_token_never_echoes_a_secret(value: str) -> None:
@@ -266,11 +287,13 @@ def test_a_wrong_api_token_never_echoes_a_secret(value: str) -> None:
     for secret in (SECRET, SECRET[:20], OTHER_SECRET):
         assert secret not in str(caught.value)
         assert secret not in repr(caught.value)
+    # One line: the start stops with it, as with every setting.
+    assert "\n" not in str(caught.value)
 
 
 def test_api_token_secrets_are_not_in_the_repr_of_settings() -> None:
     settings = Settings.from_env(
-        {"OPTGATE_API_TOKENS": f"ops:agent:{SECRET},campaigns:manager:{OTHER_SECRET}"}
+        {"OPTGATE_API_TOKENS": f"ops:agent:acme:{SECRET},campaigns:manager:*:{OTHER_SECRET}"}
     )
     assert SECRET not in repr(settings)
     assert OTHER_SECRET not in repr(settings)
@@ -358,12 +381,12 @@ def test_replace_reads_values_like_the_environment_does() -> None:
         default_region="gb",
         log_level="debug",
         database_url="postgres://u:p@h/db",
-        api_tokens=f"ops:manager:{SECRET}",
+        api_tokens=f"ops:manager:*:{SECRET}",
         quiet_hours="off",
         send_concurrency="4",
     )
     assert settings.default_region == "GB"
-    assert settings.api_tokens == (ApiToken("ops", Role.MANAGER, SECRET),)
+    assert settings.api_tokens == (ApiToken("ops", Role.MANAGER, None, SECRET),)
     assert settings.quiet_hours is None
     assert settings.send_concurrency == 4
     assert settings.log_level == "DEBUG"

@@ -47,9 +47,22 @@ LINE_C = "+14155550102"
 LINES = (LINE_A, LINE_B, LINE_C)
 GROUP = "west"
 CONTACT = "+14155550199"
+#: Operator tokens (every organisation, as every token reached before tokens had one):
+#: the agent agent1 and the manager boss.
 AGENT_SECRET = "a" * 32
 MANAGER_SECRET = "b" * 32
-API_TOKENS = f"agent1:agent:{AGENT_SECRET},boss:manager:{MANAGER_SECRET}"
+#: Tokens of the organisation "default" only: the agent default-agent and the manager
+#: default-boss.
+DEFAULT_AGENT_SECRET = "d" * 32
+DEFAULT_MANAGER_SECRET = "e" * 32
+API_TOKENS = ",".join(
+    [
+        f"agent1:agent:*:{AGENT_SECRET}",
+        f"boss:manager:*:{MANAGER_SECRET}",
+        f"default-agent:agent:default:{DEFAULT_AGENT_SECRET}",
+        f"default-boss:manager:default:{DEFAULT_MANAGER_SECRET}",
+    ]
+)
 API = "/api/v1"
 _sids = count(1)
 
@@ -258,7 +271,8 @@ def api_app(
     redis_url: str,
     **settings: Any,
 ) -> Flask:
-    """The app on ``database_url`` with the tokens of agent1 and boss, quiet hours off."""
+    """The app on ``database_url`` with API_TOKENS (operator and "default" tokens), quiet
+    hours off."""
     values: dict[str, Any] = {
         "database_url": database_url,
         "api_tokens": API_TOKENS,

@@ -2,11 +2,14 @@
 
 Tokens and roles, queueing messages and campaigns (rows in the database, jobs
 in the test Redis), reading them back, and every refusal as a JSON 4xx that
-leaves nothing half-written.
+leaves nothing half-written. Every JSON endpoint (from the url_map) refuses a
+control character in any field, and JSON nested deeper than its bound, with a
+400 — never the 500 PostgreSQL's refusal of NUL or the parser's RecursionError was.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,9 +28,28 @@ from app.consent.policy import MEANINGS, BlockReason
 from app.consent.queries import iso
 from app.db import Database
 from app.lines import add_line, get_or_create_organization
-from app.models import Campaign, Direction, Line, Message, MessageKind, MessageStatus
+from app.models import (
+    Campaign,
+    ConsentEvent,
+    Direction,
+    Line,
+    Message,
+    MessageKind,
+    MessageStatus,
+)
 from app.settings import Settings
-from tests.web.admin import AGENT_SECRET, MANAGER_SECRET, api_app
+from app.web.api import MOST_DEPTH
+from tests.web.admin import (
+    AGENT_SECRET,
+    API,
+    CONTACT,
+    DEFAULT_MANAGER_SECRET,
+    GROUP,
+    LINE_A,
+    MANAGER_SECRET,
+    Admin,
+    api_app,
+)
 from workers.queue import SEND_JOB, job_id
 
 LINE = "+14155550100"
@@ -289,14 +311,51 @@ def test_a_message_whose_time_has_passed_is_enqueued_at_once(api: Api) -> None:
     assert api.scheduled_job_ids() == []
 
 
-def test_a_message_may_belong_to_a_campaign(api: Api) -> None:
+def test_a_manager_may_add_a_message_to_a_campaign(api: Api) -> None:
     campaign = api.post(
         CAMPAIGNS, {"line": LINE, "recipients": ["+14155550124"], "body": "Sale"}, MANAGER_SECRET
     ).get_json()["id"]
-    response = api.post(MESSAGES, api.message(campaign=campaign))
+    response = api.post(MESSAGES, api.message(campaign=campaign), MANAGER_SECRET)
     assert response.status_code == 202
     shown = api.get(response.get_json()["url"]).get_json()
     assert shown["campaign"] == campaign
+
+
+@pytest.mark.parametrize("exists", [True, False], ids=["campaign", "no-campaign"])
+def test_an_agent_may_not_add_a_message_to_a_campaign(api: Api, exists: bool) -> None:
+    campaign = 999
+    if exists:
+        campaign = api.post(
+            CAMPAIGNS, {"line": LINE, "recipients": ["hello"], "body": "Sale"}, MANAGER_SECRET
+        ).get_json()["id"]
+
+    response = api.post(MESSAGES, api.message(campaign=campaign))
+
+    # The same answer whether the campaign exists: an agent learns nothing of campaigns.
+    message = refusal(response, 403, "Forbidden")
+    assert message == (
+        "the token 'agent1' has the role agent, which may queue a message but not add it "
+        "to a campaign; that needs a manager token"
+    )
+    assert api.count(Message) == 0
+    assert api.queue.job_ids == []
+
+
+def test_a_message_may_not_count_under_a_campaign_of_another_organization(api: Api) -> None:
+    """Even for an operator token, which reaches both."""
+    with api.database.transaction() as session:
+        add_line(session, normalize_line("+14155550170"), get_or_create_organization(session, "b"))
+    campaign = api.post(
+        CAMPAIGNS,
+        {"line": "+14155550170", "recipients": ["hello"], "body": "Sale"},
+        MANAGER_SECRET,
+    ).get_json()["id"]
+
+    response = api.post(MESSAGES, api.message(campaign=campaign), MANAGER_SECRET)
+
+    message = refusal(response, 400, "InvalidMessage")
+    assert message == (f"campaign {campaign} belongs to another organization than line {LINE}")
+    assert api.count(Message) == 0
 
 
 # -- refusals of a message: JSON 4xx, nothing stored, nothing enqueued -------------------
@@ -341,7 +400,8 @@ def test_a_bad_message_is_refused_with_a_message_and_nothing_is_written(
     api: Api, changes: dict[str, Any], status: int, error: str, expected: str
 ) -> None:
     payload = {k: v for k, v in api.message(**changes).items() if v is not None}
-    message = refusal(api.post(MESSAGES, payload), status, error)
+    # A manager: an agent may not name a campaign at all.
+    message = refusal(api.post(MESSAGES, payload, MANAGER_SECRET), status, error)
     assert expected in message
     assert api.count(Message) == 0
     assert api.queue.job_ids == []
@@ -565,3 +625,229 @@ def test_a_bad_campaign_is_refused_with_a_message_and_nothing_is_written(
 def test_an_unknown_campaign_is_not_found(api: Api) -> None:
     message = refusal(api.get(f"{CAMPAIGNS}/999"), 404, "NotFound")
     assert message == "there is no campaign 999"
+
+
+# -- JSON input: control characters and nesting, on every JSON endpoint ------------------
+
+
+@dataclass(frozen=True)
+class JsonRequest:
+    """A good request to a JSON endpoint of the admin fixture (tests/web/admin.py)."""
+
+    #: The URL path after /api/v1; it may add what the request needs (a text to review).
+    path: Callable[[Admin], str]
+    body: dict[str, Any]
+    #: Fields of free text: tabs and line breaks are fine in them.
+    free_text: frozenset[str] = frozenset()
+    success: int = 200
+
+
+def _flag(action: str) -> JsonRequest:
+    return JsonRequest(
+        lambda admin: f"/contacts/{CONTACT}/{action}",
+        {"actor": "alice", "reason": "asked by phone"},
+        frozenset({"reason"}),
+    )
+
+
+#: Every JSON endpoint (a POST of the API), with a request naming every field it reads.
+JSON_ENDPOINTS: dict[str, list[JsonRequest]] = {
+    "api.change_consent": [
+        JsonRequest(
+            lambda admin: f"/contacts/{CONTACT}/consent",
+            {"status": "opted_out", "scope": "line", "line": LINE_A, "channel": "sms",
+             "topic": "price_drop", "actor": "alice", "reason": "asked by phone"},
+            frozenset({"reason"}),
+        ),
+        JsonRequest(
+            lambda admin: f"/contacts/{CONTACT}/consent",
+            {"status": "opted_out", "scope": "group", "group": GROUP, "actor": "alice"},
+        ),
+    ],
+    "api.silence": [_flag("silence")],
+    "api.unsilence": [_flag("unsilence")],
+    "api.do_not_contact": [_flag("do-not-contact")],
+    "api.clear_bounce": [_flag("clear-bounce")],
+    "api.resolve": [
+        JsonRequest(
+            lambda admin: f"/review/{admin.inbound('please do not text me')}",
+            {"resolution": "opt_out", "actor": "alice", "reason": "called", "topic": "price_drop"},
+            frozenset({"reason"}),
+        )
+    ],
+    "api.test_keywords": [
+        JsonRequest(lambda admin: "/keywords/test", {"text": "stop", "line": LINE_A},
+                    frozenset({"text"}))
+    ],
+    "api.create_message": [
+        JsonRequest(
+            lambda admin: "/messages",
+            {"line": LINE_A, "to": TO, "body": "Prices drop", "kind": "marketing",
+             "topic": "price_drop", "send_at": "2099-01-01T09:00:00Z"},
+            frozenset({"body"}),
+            202,
+        )
+    ],
+    "api.create_campaign": [
+        JsonRequest(
+            lambda admin: "/campaigns",
+            {"line": LINE_A, "recipients": [TO, "+14155550124"], "body": "Sale",
+             "kind": "marketing", "topic": "price_drop", "name": "Spring",
+             "send_at": "2099-01-01T09:00:00Z"},
+            frozenset({"body"}),
+            202,
+        )
+    ],
+}  # fmt: skip
+#: POSTs that take no JSON, and what they take instead.
+NOT_JSON = {"api.import_consent": "a CSV file"}
+
+#: Never in any field (code point, how the test names it).
+NEVER = [("\x00", "NUL"), ("\x1b", "ESC"), ("\x7f", "DEL"), ("\ud800", "lone-surrogate")]
+#: Fine in free text, never in a field of one line.
+LINE_BREAKS = [("\n", "LF"), ("\t", "TAB"), ("\r\n", "CRLF")]
+
+
+def string_fields(body: dict[str, Any]) -> Iterator[tuple[str, Callable[[str], Any]]]:
+    """(the name an error gives the field, a body with that field's value changed by a
+    function) for every string of ``body``, a list's items included."""
+    for name, value in body.items():
+        if isinstance(value, str):
+            yield name, lambda change, name=name, value=value: body | {name: change(value)}
+        elif isinstance(value, list):
+            for row in range(1, len(value) + 1):
+
+                def changed(change: Callable[[str], str], name: str = name, row: int = row) -> Any:
+                    items = list(body[name])
+                    items[row - 1] = change(items[row - 1])
+                    return body | {name: items}
+
+                yield f"{name} row {row}", changed
+
+
+def bad_input(response: TestResponse) -> str:
+    """The message of a 400 for a field (its error names the kind of request)."""
+    assert response.status_code == 400, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["error"] in ("InvalidChange", "InvalidMessage", "InvalidRequest"), body
+    message: str = body["message"]
+    return message
+
+
+def written(admin: Admin) -> tuple[int, int, int]:
+    return admin.count(ConsentEvent), admin.count(Message), admin.count(Campaign)
+
+
+def post_json(admin: Admin, path: str, body: Any) -> TestResponse:
+    # Serialised here, so that a lone surrogate goes out as the escape \ud800.
+    return admin.client.post(
+        API + path,
+        data=body if isinstance(body, str) else json.dumps(body),
+        content_type="application/json",
+        headers=bearer(DEFAULT_MANAGER_SECRET),
+    )
+
+
+JSON_CASES = [
+    pytest.param(endpoint, number, id=f"{endpoint.removeprefix('api.')}-{number}")
+    for endpoint, requests in JSON_ENDPOINTS.items()
+    for number, _request in enumerate(requests)
+]
+
+
+@pytest.mark.parametrize("clean_database_url", ["sqlite"], indirect=True)
+def test_every_json_endpoint_is_in_the_table(admin: Admin) -> None:
+    # Every route that takes a body: all but GET (HEAD and OPTIONS come with it).
+    with_a_body = {
+        rule.endpoint
+        for rule in admin.app.url_map.iter_rules()
+        if rule.endpoint.startswith("api.") and (rule.methods or set()) - {"GET", "HEAD", "OPTIONS"}
+    }
+    assert with_a_body == set(JSON_ENDPOINTS) | set(NOT_JSON), (
+        f"routes with a body not in JSON_ENDPOINTS or NOT_JSON: "
+        f"{sorted(with_a_body - set(JSON_ENDPOINTS) - set(NOT_JSON))}"
+    )
+
+
+@pytest.mark.parametrize(("endpoint", "number"), JSON_CASES)
+def test_a_control_character_in_any_field_answers_400_naming_it_and_writes_nothing(
+    admin: Admin, redis_client: redis.Redis, endpoint: str, number: int
+) -> None:
+    request = JSON_ENDPOINTS[endpoint][number]
+    fields = list(string_fields(request.body))
+    assert fields
+    for name, changed in fields:
+        one_line = name not in request.free_text
+        for character, what in NEVER + (LINE_BREAKS if one_line else []):
+            path = request.path(admin)
+            before = written(admin)
+            body = changed(lambda value, c=character: value[:1] + c + value[1:])
+
+            message = bad_input(post_json(admin, path, body))
+
+            assert message.startswith(f"{name}: holds "), (name, what, message)
+            assert f"U+{ord(character[0]):04X} at position 2" in message, (name, what)
+            assert written(admin) == before, (name, what)
+    for name in request.free_text:
+        for character, what in LINE_BREAKS:
+            body = request.body | {name: f"{request.body[name]}{character}(more)"}
+            response = post_json(admin, request.path(admin), body)
+            assert response.status_code == request.success, (name, what, response.get_json())
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "x"
+    for level in range(depth):
+        value = [value] if level % 2 else {"x": value}
+    return value
+
+
+@pytest.mark.parametrize(("endpoint", "number"), JSON_CASES)
+def test_json_nested_deeper_than_the_bound_answers_400_never_500(
+    admin: Admin, redis_client: redis.Redis, endpoint: str, number: int
+) -> None:
+    request = JSON_ENDPOINTS[endpoint][number]
+    head = json.dumps(request.body)[:-1]
+    too_deep = f"the JSON is nested more than {MOST_DEPTH} levels deep; ours are two"
+    for depth in (MOST_DEPTH, 100_000):
+        for opening, closing in (("[", "]"), ('{"a":', "}")):
+            path = request.path(admin)
+            before = written(admin)
+            body = f'{head}, "deep": {opening * depth}1{closing * depth}}}'
+
+            response = post_json(admin, path, body)
+
+            assert refusal(response, 400, "BadRequest") == too_deep, (depth, opening)
+            assert written(admin) == before
+    # As deep as allowed (the body's object is the first level) is read.
+    response = post_json(
+        admin, request.path(admin), request.body | {"deep": _nested(MOST_DEPTH - 1)}
+    )
+    assert response.status_code == request.success, response.get_json()
+
+
+def test_a_control_character_in_a_url_or_query_answers_400(admin: Admin) -> None:
+    before = written(admin)
+    email = "/contacts/ann%00@example.com"
+    answers = [
+        admin.client.get(f"{API}{email}/consent", headers=bearer(DEFAULT_MANAGER_SECRET)),
+        admin.client.get(f"{API}{email}/history", headers=bearer(DEFAULT_MANAGER_SECRET)),
+        post_json(admin, f"{email}/silence", {"actor": "alice"}),
+        post_json(
+            admin,
+            f"{email}/consent",
+            {"status": "opted_out", "scope": "organization", "actor": "alice"},
+        ),
+    ]
+    for response in answers:
+        assert "holds the control character U+0000" in refusal(response, 400, "InvalidAddress")
+    imported = admin.client.post(
+        f"{API}/imports/consent?actor=ja%00ne",
+        data=f"address,status\n{CONTACT},opted_out\n",
+        content_type="text/csv",
+        headers=bearer(DEFAULT_MANAGER_SECRET),
+    )
+    assert refusal(imported, 400, "InvalidRequest").startswith(
+        "actor: holds the control character U+0000 at position 3"
+    )
+    assert written(admin) == before

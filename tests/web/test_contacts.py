@@ -377,7 +377,7 @@ BAD_CHANGES: list[Any] = [
     ("group-scope-without-group", CONSENT, GOOD | {"scope": "group"}, 400, "InvalidChange",
      "group: required"),
     ("unknown-group", CONSENT, GOOD | {"scope": "group", "group": "east"}, 404, "NotFound",
-     "has no line group 'east' (known: west)"),
+     "organization 'default' has no line group 'east': `optgate lines list` shows"),
     ("unknown-topic", CONSENT, GOOD | {"topic": "sale"}, 400, "InvalidChange",
      "topic: 'sale' is not a topic of keywords.yaml (known: price_drop, new_arrival)"),
     ("email-channel-for-a-number", CONSENT, GOOD | {"channel": "email"}, 400, "InvalidChange",

@@ -54,7 +54,8 @@ BY_ID = {operation["operationId"]: key for key, operation in OPERATIONS.items()}
 
 AGENT_SECRET = "a" * 32
 MANAGER_SECRET = "m" * 32
-API_TOKENS = f"agent1:agent:{AGENT_SECRET},boss:manager:{MANAGER_SECRET}"
+#: Tokens of the organisation "default", the only one: schemathesis works as one of its managers.
+API_TOKENS = f"agent1:agent:default:{AGENT_SECRET},boss:manager:default:{MANAGER_SECRET}"
 LINE = "+14155550100"
 OTHER_LINE = "+14155550101"
 #: Opted out of LINE by texting STOP: no one but the contact can lift that.
@@ -230,9 +231,11 @@ def test_every_operation_has_a_snake_case_id_and_says_its_role(method: str, path
         assert "security" not in operation  # the global bearer token
         assert f"Role: {role}" in operation["description"]
         assert "401" in operation["responses"]
-        assert ("403" in operation["responses"]) == (
-            role == "manager" or operation["operationId"] == "change_consent"
-        )
+        # An agent operation with a part that needs a manager (opting in, a campaign).
+        partly_manager = operation["operationId"] in ("change_consent", "create_message")
+        assert ("403" in operation["responses"]) == (role == "manager" or partly_manager)
+        # Whatever a token of one organisation cannot reach is a 404.
+        assert "404" in operation["responses"]
 
 
 # -- generated requests -----------------------------------------------------------------
@@ -437,10 +440,26 @@ CALLS = {
     ),
     "keywords": Call("test_keywords", 200, body={"text": "stop price drop", "line": LINE}),
     "keywords-no-line": Call("test_keywords", 200, body={"text": "", "line": None}),
+    "keywords-not-a-line-of-the-token": Call(
+        "test_keywords", 404, body={"text": "stop", "line": "+14155550199"}
+    ),
+    "keywords-nul": Call("test_keywords", 400, body={"text": "st\x00op"}),
+    "opt-out-nul-reason": Call(
+        "change_consent",
+        400,
+        {"address": "+14155550129"},
+        body={"status": "opted_out", "scope": "organization", "actor": "j", "reason": "a\x00"},
+    ),
     "message": Call(
         "create_message",
         202,
         body={"line": LINE, "to": OPTED_IN, "body": "Hi", "kind": "marketing", "campaign": 1},
+    ),
+    "message-in-a-campaign-by-agent": Call(
+        "create_message",
+        403,
+        body={"line": LINE, "to": OPTED_IN, "body": "Hi", "kind": "marketing", "campaign": 1},
+        secret=AGENT_SECRET,
     ),
     "message-unknown-line": Call(
         "create_message",

@@ -21,10 +21,10 @@ from app.addresses import Address
 from app.consent import ledger, queries
 from app.consent.values import Channel, Flag, Scope, Source, Status, default_channel
 from app.errors import InvalidChange
-from app.lines import find_group, find_line
+from app.lines import find_group
 from app.models import ConsentEvent, Organization
 from app.settings import Role
-from app.web import database, keywords, session, settings
+from app.web import database, keywords, session
 from app.web.api import (
     Fields,
     actor_of,
@@ -33,6 +33,7 @@ from app.web.api import (
     json_object,
     organization,
     query_int,
+    reachable_line,
     requires,
 )
 
@@ -81,7 +82,7 @@ def change_consent(address: str) -> ResponseReturnValue:
             actor=actor_of(fields.text("actor")),
             channel=channel,
             topic=topic,
-            reason=fields.optional_text("reason"),
+            reason=fields.optional_text("reason", free_text=True),
         ),
     )
     return _answer(org, contact_address, outcome, stops=status is Status.OPTED_OUT)
@@ -91,7 +92,7 @@ def _scope(fields: Fields) -> tuple[Organization, Scope]:
     kind = fields.choice("scope", ["line", "group", "organization"])
     db = session()
     if kind == "line":
-        line = find_line(db, fields.text("line"), settings().default_region)
+        line = reachable_line(fields.text("line"))
         org = db.get(Organization, line.organization_id)
         assert org is not None
         named = organization() if _names_organization() else org
@@ -114,7 +115,9 @@ def _answer(
     db = session()
     events = event_dicts(outcome.events)
     db.commit()
-    if stops and outcome.changed:
+    if stops:
+        # Whatever changed: a repeated opt-out (or a silence already set) is answered
+        # as the first one was, only once no hand-off to the address is in flight.
         handoff.wait_for_hand_offs(database(), org.id, address.value)
     return jsonify(
         {
@@ -148,7 +151,7 @@ def _flag(address: str, flag: Flag, set_it: bool) -> ResponseReturnValue:
             set=set_it,
             source=Source.MANUAL,
             actor=actor_of(fields.text("actor")),
-            reason=fields.optional_text("reason"),
+            reason=fields.optional_text("reason", free_text=True),
         ),
     )
     return _answer(org, contact_address, outcome, stops=set_it)

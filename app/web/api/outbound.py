@@ -1,4 +1,8 @@
-"""Messages and campaigns: queue them, read them back."""
+"""Messages and campaigns: queue them, read them back.
+
+A token reaches the messages and campaigns of its organisation only (app/web/api);
+adding a message to a campaign is a manager's, as starting one is.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,23 @@ from typing import Any
 import sqlalchemy as sa
 from flask import g, jsonify, url_for
 from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import Forbidden
 
 from app.consent.policy import MEANINGS, BlockReason
 from app.errors import InvalidMessage, NotFound
 from app.models import Campaign, Direction, Line, Message
 from app.settings import Role
 from app.web import outbox, session
-from app.web.api import Fields, blueprint, iso, json_object, requires
+from app.web.api import (
+    Fields,
+    blueprint,
+    end_reads,
+    iso,
+    json_object,
+    reachable,
+    reachable_line,
+    requires,
+)
 
 # -- messages ---------------------------------------------------------------------------
 
@@ -23,14 +37,25 @@ from app.web.api import Fields, blueprint, iso, json_object, requires
 def create_message() -> ResponseReturnValue:
     """Queue one message; 202 with its id (the worker decides at send time)."""
     fields = Fields(json_object(), InvalidMessage)
+    campaign = fields.optional_int("campaign")
+    if campaign is not None and g.api_token.role is not Role.MANAGER:
+        # Before the campaign is looked up: an agent learns nothing of campaign ids.
+        raise Forbidden(
+            f"the token {g.api_token.name!r} has the role agent, which may queue a message "
+            "but not add it to a campaign; that needs a manager token"
+        )
+    line = reachable_line(fields.text("line"))
+    if campaign is not None:
+        _check_campaign(campaign, line)
+    end_reads()  # the outbox writes in transactions of its own
     message_id = outbox().message(
-        line=fields.text("line"),
+        line=line.address,
         to=fields.text("to"),
-        body=fields.text("body"),
+        body=fields.text("body", free_text=True),
         kind=fields.text("kind"),
         topic=fields.optional_text("topic"),
         require_opt_in=fields.flag("require_opt_in"),
-        campaign=fields.optional_int("campaign"),
+        campaign=campaign,
         send_at=fields.time("send_at"),
         created_by=g.api_token.name,
     )
@@ -43,7 +68,7 @@ def create_message() -> ResponseReturnValue:
 @requires(Role.AGENT)
 def message(id: int) -> ResponseReturnValue:
     row = session().get(Message, id)
-    if row is None or row.direction is not Direction.OUTBOUND:
+    if row is None or row.direction is not Direction.OUTBOUND or not reachable(row.organization_id):
         raise NotFound(f"there is no outbound message {id}")
     line = session().get(Line, row.line_id)
     return jsonify(message_dict(row, line.address if line else None))
@@ -73,6 +98,17 @@ def message_dict(row: Message, line: str | None) -> dict[str, Any]:
     }
 
 
+def _check_campaign(campaign: int, line: Line) -> None:
+    """A message may count under a campaign of its line's organisation only."""
+    row = session().get(Campaign, campaign)
+    if row is None or not reachable(row.organization_id):
+        raise NotFound(f"there is no campaign {campaign}")
+    if row.organization_id != line.organization_id:  # only an operator token gets here
+        raise InvalidMessage(
+            f"campaign {campaign} belongs to another organization than line {line.address}"
+        )
+
+
 # -- campaigns --------------------------------------------------------------------------
 
 
@@ -87,10 +123,15 @@ def create_campaign() -> ResponseReturnValue:
         raise InvalidMessage("recipients: expected a list of phone numbers as strings")
     if not recipients:
         raise InvalidMessage("recipients: the list is empty")
+    for row, recipient in enumerate(recipients, start=1):
+        # Refused, not reported as an invalid row: that row would be stored as it is.
+        fields.checked(f"recipients row {row}", recipient)
+    line = reachable_line(fields.text("line"))
+    end_reads()  # the outbox writes in transactions of its own
     queued = outbox().campaign(
-        line=fields.text("line"),
+        line=line.address,
         recipients=recipients,
-        body=fields.text("body"),
+        body=fields.text("body", free_text=True),
         topic=fields.optional_text("topic"),
         require_opt_in=fields.flag("require_opt_in"),
         kind=fields.optional_text("kind") or "marketing",
@@ -108,7 +149,7 @@ def create_campaign() -> ResponseReturnValue:
 def campaign(id: int) -> ResponseReturnValue:
     db = session()
     row = db.get(Campaign, id)
-    if row is None:
+    if row is None or not reachable(row.organization_id):
         raise NotFound(f"there is no campaign {id}")
     line = db.get(Line, row.line_id)
     counts = db.execute(

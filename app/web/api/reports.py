@@ -25,7 +25,6 @@ from app.consent import imports, reports
 from app.consent.queries import EVENT_COLUMNS, iso
 from app.consent.values import Status
 from app.errors import InvalidRequest
-from app.lines import find_line
 from app.models import Line, Organization, utcnow
 from app.settings import Role
 from app.web import database, keywords, session, settings
@@ -36,6 +35,7 @@ from app.web.api import (
     organization,
     query_choice,
     query_time,
+    reachable_line,
     requires,
 )
 
@@ -48,13 +48,14 @@ def _lines(org: Organization) -> list[Line]:
     """The ``line`` parameters (any number of them), each a line of ``org``."""
     found = []
     for raw in request.args.getlist("line"):
-        line = find_line(session(), raw, settings().default_region)
+        line = reachable_line(raw)  # a token of one organisation: 404 for another's
         if line.organization_id != org.id:
             raise InvalidRequest(f"line: {line.address} is not a line of {org.name!r}")
         found.append(line)
     return found
 
 
+#: How app/consent/imports.py reports a row naming another organisation's line.
 def _beating(items: Iterable[T]) -> Iterator[T]:
     for item in items:
         heartbeat.beat()

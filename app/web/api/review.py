@@ -1,15 +1,18 @@
-"""The review queue (texts that may be a revocation in words) and the keyword tester."""
+"""The review queue (texts that may be a revocation in words) and the keyword tester.
+
+A token reaches the texts and lines of its organisation only (app/web/api).
+"""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import jsonify, request, url_for
+from flask import g, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 
 from app import handoff, review
 from app.addresses import normalize_line
-from app.errors import InvalidChange, InvalidRequest
-from app.models import Line, LineGroup
+from app.errors import InvalidChange, InvalidRequest, NotFound
+from app.models import Line, LineGroup, Message
 from app.settings import Role
 from app.web import database, keywords, session, settings
 from app.web.api import (
@@ -20,6 +23,8 @@ from app.web.api import (
     organization,
     query_choice,
     query_int,
+    reachable,
+    reachable_line,
     requires,
 )
 from app.web.api.contacts import event_dicts
@@ -57,6 +62,10 @@ def resolve(id: int) -> ResponseReturnValue:
     fields = Fields(json_object(), InvalidChange)
     resolution = review.Resolution(fields.choice("resolution", list(review.Resolution)))
     db = session()
+    text = db.get(Message, id)
+    if text is not None and not reachable(text.organization_id):
+        # Word for word what review.resolve says of a text that does not exist.
+        raise NotFound(f"there is no inbound text {id} waiting for review")
     message, outcome = review.resolve(
         db,
         keywords().matcher,
@@ -64,14 +73,16 @@ def resolve(id: int) -> ResponseReturnValue:
         id,
         resolution,
         actor=actor_of(fields.text("actor")),
-        reason=fields.optional_text("reason"),
+        reason=fields.optional_text("reason", free_text=True),
         topic=fields.optional_text("topic"),
     )
     events = event_dicts(outcome.events)
     line = db.get(Line, message.line_id)
     answer = {**review.review_dict(message, line.address if line else ""), "events": events}
     db.commit()
-    if outcome.changed:
+    if resolution is review.Resolution.OPT_OUT:
+        # Also when the opt-out changed nothing (the contact had stopped already): the
+        # answer promises that nothing leaves any more (app/handoff.py).
         handoff.wait_for_hand_offs(database(), message.organization_id, message.address)
     return jsonify(answer)
 
@@ -81,10 +92,14 @@ def resolve(id: int) -> ResponseReturnValue:
 def test_keywords() -> ResponseReturnValue:
     """What the keyword config in force does with ``text`` sent to ``line``."""
     fields = Fields(json_object(), InvalidRequest)
-    text = fields.optional_text("text")
+    text = fields.optional_text("text", free_text=True)
     if text is None:
         raise InvalidRequest("text: required, a string (it may be empty)")
     raw_line = fields.optional_text("line")
+    if raw_line and g.api_organization is not None:
+        # A token of one organisation tests its own lines only: another's overrides
+        # would tell it that the line exists, and how it answers.
+        reachable_line(raw_line)
     line = normalize_line(raw_line, settings().default_region).value if raw_line else None
     group = None
     if line is not None:
