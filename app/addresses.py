@@ -164,9 +164,15 @@ def _possible_phone(digits: str, region: str) -> bool:
     return bool(possible == ValidationResult.IS_POSSIBLE)
 
 
+#: The longest email address SMTP carries (RFC 5321: a 256-octet path, brackets included).
+MOST_EMAIL = 254
+
+
 def _email(raw: str, text: str) -> Address:
     email = text.lower()
-    if not _EMAIL.fullmatch(email):
+    if len(email) > MOST_EMAIL:
+        raise InvalidAddress(raw, f"an email address has at most {MOST_EMAIL} characters")
+    if not _EMAIL.fullmatch(email) or any(unicodedata.category(c) == "Cc" for c in email):
         raise InvalidAddress(raw, "expected an email address such as name@example.com")
     return Address(email, AddressKind.EMAIL)
 

@@ -48,7 +48,9 @@ class InvalidAddress(OptgateError):
     """Input that is not a phone number, short code or email address."""
 
     def __init__(self, raw: str, why: str) -> None:
-        super().__init__(f"{raw!r} is not a valid address: {why}")
+        # A megabyte of input does not go back into the message whole.
+        shown = repr(raw) if len(raw) <= 80 else repr(raw[:80]) + f" (and {len(raw) - 80} more)"
+        super().__init__(f"{shown} is not a valid address: {why}")
         self.raw = raw
         self.why = why
 

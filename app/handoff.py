@@ -42,7 +42,7 @@ longer ago than ``STALE_AFTER`` are not waited for at all.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -95,21 +95,31 @@ def claim_many(
     return sorted(won)
 
 
+#: Addresses one look of ``wait_for_hand_offs_to_all`` asks about (bound parameters).
+_ADDRESSES_PER_LOOK = 500
+
+
 def in_flight(session: Session, organization_id: int, address: str) -> bool:
     """Whether a worker may be handing a message to ``address`` to the provider now."""
+    return bool(in_flight_to(session, organization_id, [address]))
+
+
+def in_flight_to(session: Session, organization_id: int, addresses: Collection[str]) -> set[str]:
+    """Those of ``addresses`` that a worker may be handing a message to now."""
     since = utcnow() - STALE_AFTER
-    found = session.scalar(
-        sa.select(Message.id)
-        .where(
-            Message.organization_id == organization_id,
-            Message.address == address,
-            Message.direction == Direction.OUTBOUND,
-            Message.status == MessageStatus.SENDING,
-            Message.claimed_at >= since,
+    return set(
+        session.scalars(
+            sa.select(Message.address)
+            .where(
+                Message.organization_id == organization_id,
+                Message.address.in_(list(addresses)),
+                Message.direction == Direction.OUTBOUND,
+                Message.status == MessageStatus.SENDING,
+                Message.claimed_at >= since,
+            )
+            .distinct()
         )
-        .limit(1)
     )
-    return found is not None
 
 
 def wait_for_hand_offs(
@@ -128,11 +138,34 @@ def wait_for_hand_offs(
     Args:
         wait: the most seconds to wait (default ``FENCE_WAIT``; see the module's proof).
     """
+    wait_for_hand_offs_to_all(database, organization_id, [address], wait=wait)
+
+
+def wait_for_hand_offs_to_all(
+    database: Database,
+    organization_id: int,
+    addresses: Iterable[str],
+    *,
+    wait: float | None = None,
+) -> None:
+    """``wait_for_hand_offs`` for many addresses at once (an import's batch of opt-outs).
+
+    One clock for all of them: the proof needs ``FENCE_WAIT`` from the commit,
+    which came before the first look, so the whole batch waits that long at most,
+    not that long per address. Each look asks about at most
+    ``_ADDRESSES_PER_LOOK`` addresses, and only those still in flight at the last.
+    """
     deadline = time.monotonic() + (FENCE_WAIT if wait is None else wait)
-    while True:
+    waiting = sorted(set(addresses))
+    while waiting:
         with database.reads() as session:
-            if not in_flight(session, organization_id, address):
-                return
-        if time.monotonic() >= deadline:
+            waiting = sorted(
+                address
+                for start in range(0, len(waiting), _ADDRESSES_PER_LOOK)
+                for address in in_flight_to(
+                    session, organization_id, waiting[start : start + _ADDRESSES_PER_LOOK]
+                )
+            )
+        if not waiting or time.monotonic() >= deadline:
             return
         time.sleep(_POLL)

@@ -8,10 +8,13 @@ Flask.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,7 +27,7 @@ from app.keywords import Intent, Matcher
 from app.keywords.intent import Action
 from app.keywords.text import key
 from app.lines import register_line
-from app.models import Direction, Line, LineGroup, Message, MessageStatus, utcnow
+from app.models import Direction, HeldText, Line, LineGroup, Message, MessageStatus, utcnow
 from app.providers.base import InboundText, MalformedWebhook, Provider
 from app.settings import Settings
 
@@ -35,7 +38,11 @@ _CHANGES = {
     Action.TOPIC_OPT_OUT: (Status.OPTED_OUT, True),
     Action.TOPIC_OPT_IN: (Status.OPTED_IN, True),
 }
+log = logging.getLogger("optgate.inbound")
+
 _PROVIDER_ACTIONS = {"opt_out": Status.OPTED_OUT, "opt_in": Status.OPTED_IN}
+#: Intents (as stored on the message) whose answer promises that sending has stopped.
+_STOP_INTENTS = frozenset({Action.OPT_OUT.value, Action.TOPIC_OPT_OUT.value})
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,8 @@ class Handled:
     #: (organization id, address) that the text opted out of something: the
     #: answer waits for hand-offs in flight to it (app/handoff.py).
     opted_out: tuple[int, str] | None = None
+    #: No organisation has the line: the text was kept for a person (HeldText).
+    held: bool = False
 
 
 def handle(
@@ -60,7 +69,16 @@ def handle(
     except InvalidAddress as error:
         raise MalformedWebhook(f"To: {error}") from None
     sender = _contact(text.sender, settings)
-    line = register_line(session, line_address, settings.default_organization, text.service_id)
+    line = register_line(
+        session,
+        line_address,
+        settings.default_organization,
+        text.service_id,
+        via=f"the {provider.name} webhook",
+    )
+    if line is None:
+        _hold(session, text, line_address)
+        return Handled(None, held=True)
     group = session.get(LineGroup, line.group_id) if line.group_id else None
     group_name = group.name if group else None
     intent = matcher.match(text.body, line=line.address, group=group_name)
@@ -68,7 +86,11 @@ def handle(
     # not by a look-up before it: one statement fewer for the 95 % that are new.
     message = _record(session, provider, text, sender, line, intent)
     if message is None:
-        return _duplicate(_find(session, provider, text))
+        first = _find(session, provider, text)
+        assert first is not None  # found, or committed by the delivery that won the race
+        # A retried STOP is answered as the first was: only once nothing is in flight.
+        stops = _stops(intent, text) or first.intent in _STOP_INTENTS
+        return Handled(first.reply, _fence(session, line, sender) if stops else None)
 
     if sender is None or sender.kind is not AddressKind.PHONE or _is_our_line(session, sender):
         # Short codes, alphanumeric senders and our own lines are robots: their
@@ -76,7 +98,7 @@ def handle(
         session.flush()
         return Handled(None)
 
-    opted_out = _apply_consent(session, text, intent, matcher, line, message, sender)
+    _apply_consent(session, text, intent, matcher, line, message, sender)
     _clear_bounce(session, line, sender, message)
     short_code = line_address.kind is AddressKind.SHORT_CODE
     reply = _reply(
@@ -85,7 +107,9 @@ def handle(
     if reply is not None:  # most texts get none: no UPDATE for them
         message.reply = reply
     session.flush()
-    fence = (line.organization_id, sender.value) if opted_out else None
+    # Every opt-out waits, whether or not it changed anything: a second STOP, or one
+    # the number had already sent, promises as much as the first (app/handoff.py).
+    fence = (line.organization_id, sender.value) if _stops(intent, text) else None
     return Handled(reply, fence)
 
 
@@ -125,6 +149,73 @@ def _record(
     return message
 
 
+def _hold(session: Session, text: InboundText, line: Address) -> None:
+    """Keep a text to a line no organisation has, once (providers retry), for later."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(
+        insert(HeldText)
+        .values(
+            provider=text.provider,
+            provider_message_id=text.message_id,
+            line=line.value,
+            sender=text.sender.strip()[:320],
+            body=text.body,
+            service_id=text.service_id,
+            provider_action=text.provider_action,
+            media_count=text.media_count,
+            meta=dict(text.extras) or None,
+            received_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["provider", "provider_message_id"])
+    )
+    log.warning(
+        "held a text to line %s, which no organization has (OPTGATE_DEFAULT_ORGANIZATION "
+        "is unset and there is not exactly one organization): add the line with "
+        "`optgate lines add NUMBER --organization NAME` and it is applied then",
+        line.value,
+    )
+
+
+def apply_held(
+    session: Session, line: Line, matcher: Matcher, settings: Settings
+) -> list[tuple[int, str]]:
+    """Apply the texts held for ``line`` (just added), oldest first, and forget them.
+
+    Their consent changes are made now, as if they had just arrived; their
+    replies are not sent (the moment has passed). Returns the (organization
+    id, address) of every opt-out among them: the caller waits for hand-offs
+    to them once committed.
+    """
+    from app.providers import get_provider  # adapters are loaded only when a text needs one
+
+    stops: list[tuple[int, str]] = []
+    held = session.scalars(
+        sa.select(HeldText).where(HeldText.line == line.address).order_by(HeldText.id)
+    ).all()
+    for row in held:
+        text = InboundText(
+            provider=row.provider,
+            message_id=row.provider_message_id,
+            sender=row.sender,
+            recipient=row.line,
+            body=row.body,
+            service_id=row.service_id,
+            provider_action=_held_action(row.provider_action),
+            media_count=row.media_count,
+            extras=row.meta or {},
+        )
+        handled = handle(session, get_provider(row.provider, settings), text, matcher, settings)
+        if handled.opted_out is not None:
+            stops.append(handled.opted_out)
+        session.delete(row)
+    session.flush()
+    return stops
+
+
+def _held_action(raw: str | None) -> Literal["opt_out", "opt_in", "help"] | None:
+    return next((action for action in ("opt_out", "opt_in", "help") if action == raw), None)
+
+
 def _find(session: Session, provider: Provider, text: InboundText) -> Message | None:
     return session.scalars(
         sa.select(Message).where(
@@ -133,10 +224,17 @@ def _find(session: Session, provider: Provider, text: InboundText) -> Message | 
     ).one_or_none()
 
 
-def _duplicate(first: Message | None) -> Handled:
-    """A retried delivery gets the very answer the first one got, and changes nothing."""
-    assert first is not None  # found, or committed by the delivery that won the race
-    return Handled(first.reply)
+def _stops(intent: Intent, text: InboundText) -> bool:
+    """Whether the text asks to stop something (all of it, or a topic)."""
+    return text.provider_action == "opt_out" or intent.action.value in _STOP_INTENTS
+
+
+def _fence(session: Session, line: Line, sender: Address | None) -> tuple[int, str] | None:
+    """Whom a STOP's answer waits for: a contact's number; robots and our lines have no
+    consent to wait for."""
+    if sender is None or sender.kind is not AddressKind.PHONE or _is_our_line(session, sender):
+        return None
+    return line.organization_id, sender.value
 
 
 def _contact(raw: str, settings: Settings) -> Address | None:
@@ -150,14 +248,20 @@ def _is_our_line(session: Session, address: Address) -> bool:
     return session.scalar(sa.select(Line.id).where(Line.address == address.value)) is not None
 
 
-def keyword_scope(matcher: Matcher, line: Line) -> Scope:
+def keyword_scope(matcher: Matcher, line: Point) -> Scope:
     """Where the contact's keyword applies: the organisation (when its setting says so),
-    else the line's group (a Messaging Service stops as a whole, as at Twilio), else the line."""
+    else the line's group (a Messaging Service stops as a whole, as at Twilio), else the line.
+
+    ``line`` comes from the ``ledger.load_structure`` of the change's transaction, not
+    from a Line read before it: a line moving meanwhile (app/consent/moves.py) is seen
+    where the move left it.
+    """
     if matcher.config.organization.opt_out_scope == "organization":
         return Scope.organization()
     if line.group_id is not None:
         return Scope.group(line.group_id)
-    return Scope.line(line.id)
+    assert line.line_id is not None
+    return Scope.line(line.line_id)
 
 
 def _apply_consent(
@@ -168,8 +272,8 @@ def _apply_consent(
     line: Line,
     message: Message,
     sender: Address,
-) -> bool:
-    """Apply the text's consent changes; whether any of them opted the sender out."""
+) -> None:
+    """Apply the text's consent changes."""
     # The provider acted on a default keyword (Twilio's OptOutType): that is the
     # state at the carrier, recorded as such whatever our own reading says.
     changes: list[tuple[Status, str | None, Source]]
@@ -180,17 +284,17 @@ def _apply_consent(
         topics = intent.topics if by_topic else (None,)
         changes = [(status, topic, Source.KEYWORD) for topic in topics]
     else:
-        return False
-    opted_out = False
+        return
     # A text naming several topics makes several changes: the lines are read once.
     structure = ledger.load_structure(session, line.organization_id)
+    scope = keyword_scope(matcher, structure.point(line.id))
     for status, topic, source in changes:
-        outcome = ledger.apply(
+        ledger.apply(
             session,
             ledger.Change(
                 organization_id=line.organization_id,
                 address=sender,
-                scope=keyword_scope(matcher, line),
+                scope=scope,
                 status=status,
                 source=source,
                 actor=sender.value if source is Source.KEYWORD else text.provider,
@@ -202,8 +306,6 @@ def _apply_consent(
             ),
             structure,
         )
-        opted_out = opted_out or (status is Status.OPTED_OUT and outcome.changed)
-    return opted_out
 
 
 def _clear_bounce(session: Session, line: Line, sender: Address, message: Message) -> None:

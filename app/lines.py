@@ -4,10 +4,19 @@ Lines are added on purpose (``optgate lines add``) or registered by the
 inbound webhook when a provider delivers a text to one of our numbers. A
 consent change that names an unknown line is refused with a hint to add it:
 a typo must not create a line silently.
+
+The webhook registers a new line only where its organisation is known (the
+setting OPTGATE_DEFAULT_ORGANIZATION, else the only organisation there is);
+otherwise the text is held for a person (app/inbound.py). It never moves a
+line to another group: which opt-outs cover a line depends on its group, so a
+move seen at the provider is noted on the line (``seen_group``) and waits for
+``optgate lines move``, which carries the opt-outs along (app/consent/moves.py).
+Every line's group over time is kept in ``line_memberships``.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -16,7 +25,9 @@ from sqlalchemy.orm import Session
 
 from app.addresses import Address, normalize_line
 from app.errors import Conflict, NotFound
-from app.models import Line, LineGroup, Organization
+from app.models import Line, LineGroup, LineMembership, Organization
+
+log = logging.getLogger("optgate.lines")
 
 
 def get_or_create_organization(session: Session, name: str) -> Organization:
@@ -69,23 +80,21 @@ def find_group(session: Session, organization: Organization, name: str) -> LineG
     """The line group ``name`` of ``organization``.
 
     Raises:
-        NotFound: no such group (naming the ones there are).
+        NotFound: no such group. The message does not list the groups there are: an
+            organisation may have hundreds, and a caller need not learn them all.
     """
-    groups = list(
-        session.scalars(
-            sa.select(LineGroup)
-            .where(LineGroup.organization_id == organization.id)
-            .order_by(LineGroup.name)
+    group = session.scalars(
+        sa.select(LineGroup).where(
+            LineGroup.organization_id == organization.id, LineGroup.name == name
         )
-    )
-    for group in groups:
-        if group.name == name:
-            return group
-    known = ", ".join(group.name for group in groups) or "none yet"
-    raise NotFound(
-        f"organization {organization.name!r} has no line group {name!r} (known: {known}); "
-        "groups are created by `optgate lines add NUMBER --group NAME`"
-    )
+    ).one_or_none()
+    if group is None:
+        raise NotFound(
+            f"organization {organization.name!r} has no line group {name!r}: "
+            "`optgate lines list` shows each line's group (a group is created by "
+            "`optgate lines add NUMBER --group NAME`)"
+        )
+    return group
 
 
 def add_line(
@@ -94,8 +103,13 @@ def add_line(
     organization: Organization,
     group: LineGroup | None = None,
     name: str | None = None,
+    *,
+    actor: str = "optgate lines add",
 ) -> tuple[Line, bool]:
     """Add a line; adding the same line again with the same details changes nothing.
+
+    Args:
+        actor: who adds it, for its membership history.
 
     Returns:
         (the line, whether it was created).
@@ -114,6 +128,7 @@ def add_line(
         )
         session.add(line)
         session.flush()
+        session.add(LineMembership(line_id=line.id, group_id=group_id, actor=actor, reason="added"))
         return line, True
     if line.organization_id != organization.id:
         owner = session.get(Organization, line.organization_id)
@@ -126,14 +141,21 @@ def add_line(
         raise Conflict(
             f"line {address} is already in "
             + (f"group {current.name!r}" if current else "no group")
+            + ": move it with `optgate lines move`, which keeps every opt-out in force"
         )
     if name is not None and line.name != name:
         line.name = name
     return line, False
 
 
-def find_line(session: Session, raw: str, default_region: str) -> Line:
+def find_line(
+    session: Session, raw: str, default_region: str, organization_id: int | None = None
+) -> Line:
     """The line written as ``raw`` (any written form of its number).
+
+    Args:
+        organization_id: only a line of this organisation; another's is answered as one
+            that does not exist (a caller of one organisation learns nothing of others).
 
     Raises:
         InvalidAddress: ``raw`` is not a number or short code.
@@ -141,12 +163,17 @@ def find_line(session: Session, raw: str, default_region: str) -> Line:
     """
     address = normalize_line(raw, default_region)
     line = session.scalars(sa.select(Line).where(Line.address == address.value)).one_or_none()
-    if line is None:
-        raise NotFound(
-            f"there is no line {address}: add it first with `optgate lines add {address}` "
-            "(a typo must not create a line)"
-        )
+    if line is None or organization_id not in (None, line.organization_id):
+        raise no_line(address.value)
     return line
+
+
+def no_line(address: str) -> NotFound:
+    """What a line that does not exist (for the caller) is answered with."""
+    return NotFound(
+        f"there is no line {address}: add it first with `optgate lines add {address}` "
+        "(a typo must not create a line)"
+    )
 
 
 @dataclass(frozen=True)
@@ -169,31 +196,77 @@ def list_lines(session: Session, organization: Organization | None = None) -> li
 
 
 def register_line(
-    session: Session, address: Address, organization_name: str, service_id: str | None
-) -> Line:
-    """The line a provider delivered a text to, registered if new (lines seen are lines).
+    session: Session,
+    address: Address,
+    default_organization: str | None,
+    service_id: str | None,
+    *,
+    via: str,
+) -> Line | None:
+    """The line a provider delivered a text to; a new one is registered where it belongs.
 
-    A text carrying a provider's group id (a Twilio Messaging Service SID) puts
-    its line in that group: opt-outs then apply to the whole group, as the
-    provider applies them. Safe when two texts to a new line arrive at once.
+    A new line joins ``default_organization`` (OPTGATE_DEFAULT_ORGANIZATION,
+    created when new) or, without it, the only organisation there is, and the
+    provider's group (a Twilio Messaging Service SID) if the text names one.
+    With no setting and none or several organisations, nothing is registered
+    and None is returned: the caller holds the text for a person, rather than
+    guess whose consent it changes or create an organisation nobody asked for.
+
+    A known line whose provider reports another group is not moved (its
+    opt-outs would stop covering it); the move is noted in ``seen_group``.
+    Safe when two texts to a new line arrive at once.
+
+    Args:
+        via: who registers it (``the twilio webhook``), for its membership history.
     """
     line = session.scalars(sa.select(Line).where(Line.address == address.value)).one_or_none()
-    if line is None:
+    if line is not None:
+        _note_provider_group(session, line, service_id)
+        return line
+    organization = _home_for_new_lines(session, default_organization)
+    if organization is None:
+        return None
+    try:
+        with session.begin_nested():
+            group = get_or_create_group(session, organization, service_id) if service_id else None
+            line, _created = add_line(session, address, organization, group, actor=via)
+    except IntegrityError:
+        # Another text registered it first.
+        return session.scalars(sa.select(Line).where(Line.address == address.value)).one()
+    log.info(
+        "registered the new line %s in organization %r (%s)",
+        line.id,
+        organization.name,
+        "OPTGATE_DEFAULT_ORGANIZATION" if default_organization else "the only organization",
+    )
+    return line
+
+
+def _home_for_new_lines(session: Session, named: str | None) -> Organization | None:
+    if named is not None:
         try:
             with session.begin_nested():
-                organization = get_or_create_organization(session, organization_name)
-                group = (
-                    get_or_create_group(session, organization, service_id) if service_id else None
-                )
-                line, _created = add_line(session, address, organization, group)
-                return line
+                return get_or_create_organization(session, named)
         except IntegrityError:
-            line = session.scalars(sa.select(Line).where(Line.address == address.value)).one()
-    if service_id:
-        owner = session.get(Organization, line.organization_id)
-        assert owner is not None
-        group = get_or_create_group(session, owner, service_id)
-        if line.group_id != group.id:
-            line.group_id = group.id
-            session.flush()
-    return line
+            return find_organization(session, named)  # created meanwhile by another text
+    only = list(session.scalars(sa.select(Organization).limit(2)))
+    return only[0] if len(only) == 1 else None
+
+
+def _note_provider_group(session: Session, line: Line, service_id: str | None) -> None:
+    """Note (once) that the provider has the line in another group than we do."""
+    if not service_id:
+        return  # a number outside any Messaging Service says nothing about our groups
+    group = session.get(LineGroup, line.group_id) if line.group_id else None
+    seen = None if group is not None and group.name == service_id else service_id
+    if seen == line.seen_group:
+        return
+    line.seen_group = seen
+    if seen is not None:
+        log.warning(
+            "line %s is in group %s at the provider but in %s here; its opt-outs keep "
+            "applying as here until `optgate lines move` moves it (carrying them along)",
+            line.id,
+            seen,
+            f"group {group.name}" if group else "no group",
+        )

@@ -118,7 +118,57 @@ class Line(Base):
     #: E.164 number or short-code digits; a number belongs to one organisation.
     address: Mapped[str] = mapped_column(sa.String(32), unique=True)
     name: Mapped[str | None] = mapped_column(sa.String(200))
+    #: The group the provider last reported for the line (a Twilio Messaging Service
+    #: SID) when it is not the line's group here: a move seen at the provider that
+    #: waits for a person (``optgate lines move``), because a move changes which
+    #: opt-outs cover the line (app/consent/moves.py).
+    seen_group: Mapped[str | None] = mapped_column(sa.String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LineMembership(Base):
+    """A line's group from a moment on: one row when it is added, one per move.
+
+    Appended, never changed. ``optgate consent verify-history`` checks every
+    line's group against its newest row, so a line moved without the move that
+    carries its opt-outs along is found.
+    """
+
+    __tablename__ = "line_memberships"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    line_id: Mapped[int] = mapped_column(sa.ForeignKey("lines.id"), index=True)
+    group_id: Mapped[int | None] = mapped_column(sa.ForeignKey("line_groups.id"))
+    actor: Mapped[str] = mapped_column(sa.String(200))
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    #: Opt-outs written on the line itself so that the move lifted none.
+    carried: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class HeldText(Base):
+    """A text to a number no organisation has, kept until a person adds the line.
+
+    Which organisation's consent a STOP to an unknown number changes cannot be
+    guessed; the text is kept (a provider does not send it again) and applied
+    when the line is added (``optgate lines add``).
+    """
+
+    __tablename__ = "held_texts"
+    __table_args__ = (sa.UniqueConstraint("provider", "provider_message_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True)
+    provider: Mapped[str] = mapped_column(sa.String(20))
+    provider_message_id: Mapped[str] = mapped_column(sa.String(64))
+    #: The line written to, normalised (E.164 or short-code digits).
+    line: Mapped[str] = mapped_column(sa.String(32), index=True)
+    sender: Mapped[str] = mapped_column(sa.String(320))
+    body: Mapped[str] = mapped_column(sa.Text)
+    service_id: Mapped[str | None] = mapped_column(sa.String(100))
+    provider_action: Mapped[str | None] = mapped_column(sa.String(16))
+    media_count: Mapped[int] = mapped_column(default=0)
+    meta: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ContactAddress(Base):

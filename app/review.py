@@ -146,15 +146,14 @@ def _opt_out(
             f"the text came from {message.address!r}, which is not a phone number: "
             "there is no consent to change; dismiss it"
         )
-    line = session.get(Line, message.line_id)
-    assert line is not None  # a message's line is never deleted
+    structure = ledger.load_structure(session, message.organization_id)
     said = message.body.strip()[:80]
     return ledger.apply(
         session,
         ledger.Change(
             organization_id=message.organization_id,
             address=sender,
-            scope=keyword_scope(matcher, line),
+            scope=keyword_scope(matcher, structure.point(message.line_id)),
             status=Status.OPTED_OUT,
             source=Source.MANUAL,
             actor=actor,
@@ -162,6 +161,7 @@ def _opt_out(
             topic=topic,
             reason=reason or f"reviewed text {message.id}: {said!r}",
             message_id=message.id,
-            via_line_id=line.id,
+            via_line_id=message.line_id,
         ),
+        structure,
     )

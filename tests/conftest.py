@@ -223,6 +223,9 @@ def make_settings() -> Callable[..., Settings]:
             keywords_path=SHIPPED_KEYWORDS,
             twilio_account_sid=TWILIO_SID,
             twilio_auth_token=TWILIO_TOKEN,
+            # Texts to a line no test added register it here (tests/test_new_lines.py
+            # covers the setting unset: the only organisation, or held for a person).
+            default_organization="default",
         )
         return defaults.replace(**values)
 

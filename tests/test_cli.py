@@ -75,6 +75,7 @@ def test_lines_add_and_list(optgate: Run) -> None:
             "name": "Sales",
             "organization": "default",
             "group": "MG1",
+            "provider_group": None,
             "added": optgate.json()[0]["added"],
         }
     ]
@@ -214,7 +215,10 @@ def test_verify_history_passes_then_names_the_tampered_event(optgate: Run, db: D
         optgate("consent", "set", "+14155550199", "--line", "+14155550101",
                 "--status", status, "--actor", "alice")  # fmt: skip
     assert optgate("consent", "verify-history").code == 0
-    assert optgate.out == "history verified: 2 events, every chain intact, state matches\n"
+    assert optgate.out == (
+        "history verified: 2 events, every chain intact, state matches, every line in the "
+        "group its history says\n"
+    )
 
     with db.transaction() as session:
         session.execute(sa.update(ConsentEvent).where(ConsentEvent.seq == 1).values(actor="eve"))

@@ -61,6 +61,9 @@ class TwilioStub:
     delay: float = 0.0
     #: Answers for particular recipients (the rest get 201).
     answers: dict[str, Answer] = field(default_factory=dict)
+    #: Seconds a send to these recipients is held before it arrives (a slow network:
+    #: the request is on its way, and counts as received only then).
+    holds: dict[str, float] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _sids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -120,6 +123,9 @@ def running_stub(port: int, delay: float = 0.0) -> Iterator[TwilioStub]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             form = dict(parse_qsl(self.rfile.read(length).decode("utf-8"), keep_blank_values=True))
+            hold = stub.holds.get(form.get("To", ""))
+            if hold:
+                time.sleep(hold)
             answer = stub._answer(form)
             if answer.delay:
                 time.sleep(answer.delay)

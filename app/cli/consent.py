@@ -8,8 +8,9 @@ from typing import Any
 import click
 from sqlalchemy.orm import Session
 
+from app import handoff
 from app import lines as line_store
-from app.addresses import normalize
+from app.addresses import Address, normalize
 from app.cli import Context, json_option, organization_option, pass_context
 from app.consent import history, ledger, queries
 from app.consent.values import Channel, Flag, Scope, Source, Status, default_channel
@@ -99,7 +100,11 @@ def set_(
     actor: str,
     reason: str | None,
 ) -> None:
-    """Change NUMBER's consent by hand (source: manual)."""
+    """Change NUMBER's consent by hand (source: manual).
+
+    An opt-out returns only once no message to NUMBER is still on its way to the
+    provider: from then on, nothing more reaches it.
+    """
     settings = context.settings
     address = normalize(number, settings.default_region)
     with context.database.transaction() as session:
@@ -116,6 +121,8 @@ def set_(
             reason=reason,
         )
         outcome = ledger.apply(session, change)
+    if change.status is Status.OPTED_OUT:
+        _wait_for_hand_offs(context, org, address)
     what = f"{address} {status}" + (f" for topic {topic}" if topic else "")
     if outcome.changed:
         seqs = ", ".join(f"#{event.seq}" for event in outcome.events)
@@ -164,7 +171,11 @@ def flag(
     actor: str,
     reason: str | None,
 ) -> None:
-    """Set or clear FLAG on NUMBER: silenced, do_not_contact (permanent) or bounced."""
+    """Set or clear FLAG on NUMBER: silenced, do_not_contact (permanent) or bounced.
+
+    Setting a flag returns only once no message to NUMBER is still on its way to the
+    provider.
+    """
     address = normalize(number, context.settings.default_region)
     with context.database.transaction() as session:
         org = line_store.find_organization(session, organization)
@@ -172,11 +183,19 @@ def flag(
             session,
             ledger.FlagChange(org.id, address, Flag(flag), set_flag, Source.MANUAL, actor, reason),
         )
+    if set_flag:
+        _wait_for_hand_offs(context, org, address)
     state = "set" if set_flag else "cleared"
     if outcome.changed:
         click.echo(f"changed: {flag} {state} on {address}; history #{outcome.events[0].seq}")
     else:
         click.echo(f"unchanged: {flag} was already {state} on {address}")
+
+
+def _wait_for_hand_offs(context: Context, org: Organization, address: Address) -> None:
+    """Committed; as a texted STOP's answer, the command ends only once nothing is in
+    flight to the address (app/handoff.py), whether or not it changed anything."""
+    handoff.wait_for_hand_offs(context.database, org.id, address.value)
 
 
 @consent.command("history")
@@ -214,4 +233,7 @@ def verify_history(context: Context) -> None:
         checked, problem = history.verify(session)
     if problem is not None:
         raise click.ClickException(str(problem))
-    click.echo(f"history verified: {checked} events, every chain intact, state matches")
+    click.echo(
+        f"history verified: {checked} events, every chain intact, state matches, "
+        "every line in the group its history says"
+    )

@@ -33,6 +33,9 @@ from app.models import (
     ConsentRecord,
     ContactAddress,
     FlagState,
+    Line,
+    LineGroup,
+    LineMembership,
 )
 
 #: ``ConsentEvent.subject`` of a consent change (flag changes use the flag's name).
@@ -216,8 +219,12 @@ class Problem:
     address: str
     event_id: int | None
     message: str
+    #: What is wrong: an address's history, or a line (``address`` is then the line's).
+    subject: str = "history"
 
     def __str__(self) -> str:
+        if self.subject == "line":
+            return f"line {self.address}: {self.message}"
         where = f"event {self.event_id}" if self.event_id is not None else "history"
         return f"{where} of {self.address}: {self.message}"
 
@@ -258,7 +265,44 @@ def verify(session: Session, batch_size: int = 5000) -> tuple[int, Problem | Non
             problem = _verify_state(session, head, [])
             if problem is not None:
                 return checked, problem
-    return checked, None
+    return checked, _verify_memberships(session)
+
+
+def _verify_memberships(session: Session) -> Problem | None:
+    """Every line is in the group its membership history ends with.
+
+    Which opt-outs cover a line depends on its group; a line moved any other way
+    than by ``optgate lines move`` (which keeps every opt-out in force and appends
+    a membership row) has changed consent in force without a history event.
+    """
+    newest = (
+        sa.select(LineMembership.line_id, sa.func.max(LineMembership.id).label("id"))
+        .group_by(LineMembership.line_id)
+        .subquery()
+    )
+    rows = session.execute(
+        sa.select(Line.address, Line.group_id, LineMembership.group_id)
+        .outerjoin(newest, newest.c.line_id == Line.id)
+        .outerjoin(LineMembership, LineMembership.id == newest.c.id)
+        .order_by(Line.id)
+    )
+    for address, group_id, recorded in rows:
+        if recorded != group_id:
+            return Problem(
+                address,
+                None,
+                subject="line",
+                message=f"it is in group {_group_name(session, group_id)} but its membership "
+                f"history says {_group_name(session, recorded)}: it was moved without "
+                "`optgate lines move`, which keeps the opt-outs of its old group in force; "
+                "move it back, then move it with `optgate lines move`",
+            )
+    return None
+
+
+def _group_name(session: Session, group_id: int | None) -> str:
+    group = session.get(LineGroup, group_id) if group_id is not None else None
+    return repr(group.name) if group else "none"
 
 
 def _verify_chain(events: list[ConsentEvent], head: ContactAddress | None) -> Problem | None:

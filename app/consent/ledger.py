@@ -226,14 +226,35 @@ def set_flag(session: Session, change: FlagChange) -> Outcome:
 # -- structure, locking --------------------------------------------------------------
 
 
+#: First key of the PostgreSQL advisory lock on an organisation's line structure (the
+#: second is the organisation's id); any number no other code uses ("og").
+STRUCTURE_LOCK = 0x6F67
+
+
 def load_structure(session: Session, organization_id: int) -> Structure:
-    """The organisation's lines and their groups."""
+    """The organisation's lines and their groups, as they stay until the transaction ends.
+
+    Which records cover a line depends on its group, so a line must not move
+    while a change decided on its group commits. On PostgreSQL this takes a
+    shared advisory lock that a line move (app/consent/moves.py) waits for and
+    holds off; shared locks never wait for each other. On SQLite, BEGIN
+    IMMEDIATE already runs one writer at a time.
+    """
+    lock_structure(session, organization_id, shared=True)
     rows = session.execute(
         sa.select(Line.id, Line.group_id).where(Line.organization_id == organization_id)
     ).all()
     if not rows and session.get(Organization, organization_id) is None:
         raise NotFound(f"there is no organization with id {organization_id}")
     return Structure({line_id: group_id for line_id, group_id in rows})
+
+
+def lock_structure(session: Session, organization_id: int, *, shared: bool) -> None:
+    """Hold the organisation's line structure until the transaction ends (PostgreSQL)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    take = sa.func.pg_advisory_xact_lock_shared if shared else sa.func.pg_advisory_xact_lock
+    session.execute(sa.select(take(STRUCTURE_LOCK, organization_id)))
 
 
 def lock_address(session: Session, organization_id: int, address: Address) -> ContactAddress:
