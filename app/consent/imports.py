@@ -373,11 +373,13 @@ def run(
     report: Callable[[RowResult], None],
     topics: Collection[str] | None = None,
     batch: int = BATCH,
+    progress: Callable[[], None] | None = None,
 ) -> Counter[str]:
     """Apply every row; ``report`` gets each row's result once its batch is committed.
 
     Args:
         topics: the topics a row may name (keywords.yaml's); None: any well-formed id.
+        progress: called after each row is applied (the web layer checks in with gunicorn).
 
     Returns:
         how many rows had each result.
@@ -404,7 +406,11 @@ def run(
                 resolver = _Resolver(session, organization, region, topics)
             else:
                 resolver.use(session)
-            results = [_apply_row(session, row, resolver, actor) for row in pending]
+            results = []
+            for row in pending:
+                results.append(_apply_row(session, row, resolver, actor))
+                if progress is not None:
+                    progress()  # a web server may kill a request silent for long
         # Committed. Before any row is reported, nothing may still be on its way to
         # a number the batch opted out, as after a texted STOP (app/handoff.py):
         # whether the row changed anything or the number had stopped already.

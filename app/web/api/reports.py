@@ -154,6 +154,7 @@ def import_consent() -> ResponseReturnValue:
             region=settings().default_region,
             report=keep,
             topics=keywords().matcher.config.topics,
+            progress=heartbeat.beat,
         )
     except BaseException:
         results.close()
