@@ -10,6 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app.db import Database
 from app.keywords.store import KeywordStore
 from app.providers import configuration_warnings
+from app.quiet import require_zone_data
 from app.settings import Settings, configure_logging
 
 log = logging.getLogger("optgate")
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     """
     settings = settings or Settings.from_env()
     configure_logging(settings)
+    require_zone_data(settings.quiet_hours)  # inline jobs decide sends in this process
     app = Flask(__name__)
     app.config["JSON_SORT_KEYS"] = False
     # A campaign of a few hundred thousand numbers fits; anything larger is refused (413).

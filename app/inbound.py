@@ -41,6 +41,10 @@ _CHANGES = {
 log = logging.getLogger("optgate.inbound")
 
 _PROVIDER_ACTIONS = {"opt_out": Status.OPTED_OUT, "opt_in": Status.OPTED_IN}
+#: Replies that tell the contact they will get texts: not to a number on do-not-contact.
+_PROMISING = frozenset({Action.OPT_IN, Action.TOPIC_OPT_IN, Action.RESPONDER})
+#: Replies never held back by the reply-loop limit.
+_ALWAYS_ANSWERED = frozenset({Action.OPT_OUT, Action.TOPIC_OPT_OUT, Action.HELP})
 #: Intents (as stored on the message) whose answer promises that sending has stopped.
 _STOP_INTENTS = frozenset({Action.OPT_OUT.value, Action.TOPIC_OPT_OUT.value})
 
@@ -248,15 +252,21 @@ def _is_our_line(session: Session, address: Address) -> bool:
     return session.scalar(sa.select(Line.id).where(Line.address == address.value)) is not None
 
 
-def keyword_scope(matcher: Matcher, line: Point) -> Scope:
-    """Where the contact's keyword applies: the organisation (when its setting says so),
-    else the line's group (a Messaging Service stops as a whole, as at Twilio), else the line.
+def keyword_scope(matcher: Matcher, line: Point, status: Status = Status.OPTED_OUT) -> Scope:
+    """Where the contact's keyword applies: an opt-out to the organisation when its
+    setting says so; else, and for every opt-in, the line's group (a Messaging Service
+    stops and starts as a whole, as at Twilio), else the line.
+
+    An opt-in is never wider than the line's group, whatever ``opt_out_scope`` says: a
+    START texted to one line is consent for that line (and its service), not for every
+    number of the organisation, so the other lines stay stopped (docs/consent.md).
 
     ``line`` comes from the ``ledger.load_structure`` of the change's transaction, not
     from a Line read before it: a line moving meanwhile (app/consent/moves.py) is seen
     where the move left it.
     """
-    if matcher.config.organization.opt_out_scope == "organization":
+    widest = matcher.config.organization.opt_out_scope == "organization"
+    if widest and status is Status.OPTED_OUT:
         return Scope.organization()
     if line.group_id is not None:
         return Scope.group(line.group_id)
@@ -287,14 +297,14 @@ def _apply_consent(
         return
     # A text naming several topics makes several changes: the lines are read once.
     structure = ledger.load_structure(session, line.organization_id)
-    scope = keyword_scope(matcher, structure.point(line.id))
+    point = structure.point(line.id)
     for status, topic, source in changes:
         ledger.apply(
             session,
             ledger.Change(
                 organization_id=line.organization_id,
                 address=sender,
-                scope=scope,
+                scope=keyword_scope(matcher, point, status),
                 status=status,
                 source=source,
                 actor=sender.value if source is Source.KEYWORD else text.provider,
@@ -341,32 +351,49 @@ def _reply(
     if intent.reply is None or intent.needs_review or text.provider_action is not None:
         return None
     rules = matcher.config.rules_for(line.address, group_name)
-    if (
-        rules.provider_confirms_defaults
-        and not short_code
-        and intent.exact
-        and intent.keyword is not None
-        and key(intent.keyword) in provider.answered_keywords
-    ):
+    if rules.provider_confirms_defaults and not short_code and _provider_answers(provider, text):
         return None  # the provider has answered this default keyword itself
     reply = intent.reply
-    if intent.action in (Action.TOPIC_OPT_IN, Action.RESPONDER) and (
-        _overall_status(session, line, sender) is Status.OPTED_OUT
-    ):
-        if intent.action is Action.RESPONDER:
-            return None  # only confirmations and HELP go to someone who stopped
-        reply = matcher.topic_opt_in_while_opted_out(intent.topics, line.address, group_name)
+    if intent.action in _PROMISING:
+        status, do_not_contact = _standing(session, line, sender)
+        if do_not_contact:
+            # Nothing will ever be sent to the number: "you are subscribed" would be a lie.
+            return None
+        if intent.action in (Action.TOPIC_OPT_IN, Action.RESPONDER) and (
+            status is Status.OPTED_OUT
+        ):
+            if intent.action is Action.RESPONDER:
+                return None  # only confirmations and HELP go to someone who stopped
+            reply = matcher.topic_opt_in_while_opted_out(intent.topics, line.address, group_name)
+    if intent.action in _ALWAYS_ANSWERED:
+        # The one confirmation of an opt-out, and the answer to HELP, are owed to the
+        # contact (CTIA; on a short code nobody else sends them): the reply-loop guard
+        # below is for chatter with robots, and robots' texts never get here.
+        return reply
     if _replies_last_hour(session, line, sender) >= settings.reply_limit_per_hour:
         return None
     return reply
 
 
-def _overall_status(session: Session, line: Line, sender: Address) -> Status:
+def _provider_answers(provider: Provider, text: InboundText) -> bool:
+    """Whether the provider's own filter took the text as one of its keywords.
+
+    Twilio matches the whole text, trimmed and in any case, against its words: "Stop"
+    yes, but not "STOP!", "S T O P", "STOP ALL" or full-width letters, which optgate
+    reads as STOP too. For those nobody else confirms, so optgate does.
+    """
+    raw = text.body.strip()
+    return raw.isascii() and raw.isalpha() and key(raw) in provider.answered_keywords
+
+
+def _standing(session: Session, line: Line, sender: Address) -> tuple[Status, bool]:
+    """The sender's overall status on the line, and whether it is on do-not-contact."""
     row = history.find_address(session, line.organization_id, sender.value)
     if row is None:
-        return Status.NOT_DEFINED
-    state = history.load_state(session, row.id, flags=False)
-    return decide(state.records.values(), Point(line.id, line.group_id), Channel.SMS).status
+        return Status.NOT_DEFINED, False
+    state = history.load_state(session, row.id)
+    status = decide(state.records.values(), Point(line.id, line.group_id), Channel.SMS).status
+    return status, state.flag_is_set(Flag.DO_NOT_CONTACT)
 
 
 def _replies_last_hour(session: Session, line: Line, sender: Address) -> int:

@@ -1,7 +1,7 @@
 """One delivery receipt: the message's state machine, bounces and carrier opt-outs.
 
-Receipts arrive out of order and more than once (COMPLIANCE.md 2.2). Each
-(provider, message id, status) is applied once; a message's status only moves
+Receipts arrive out of order and more than once (docs/compliance.md, Delivery
+receipts). Each (provider, message id, status) is applied once; a message's status only moves
 forward (queued < sending < sent < delivered | undelivered | failed; read
 after delivered), so a late "sent" never overwrites a final state. An error
 code says what the failure means for the recipient (the provider's data

@@ -11,6 +11,7 @@ from gunicorn.glogging import Logger
 
 from app import create_app, heartbeat, logs
 from app.keywords import load
+from app.quiet import require_zone_data
 from app.settings import Settings, configure_logging
 
 
@@ -56,6 +57,8 @@ def run_web(
         ConfigError: keywords.yaml is missing or wrong (so no worker fails to boot later).
     """
     load(settings.keywords_path, settings.default_region)
+    # Before gunicorn starts: a worker that cannot boot would only say so in a traceback.
+    require_zone_data(settings.quiet_hours)
     # Before gunicorn starts: its master logs too, and the workers inherit the setup.
     configure_logging(settings)
     options = {

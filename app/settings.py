@@ -25,13 +25,14 @@ import phonenumbers
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.consent.limits import Limit
 from app.errors import SettingsError
 from app.quiet import Window
 
 #: Where the local SQLite database lives when OPTGATE_DATABASE_URL is unset.
 DEFAULT_DATABASE_URL = "sqlite:///var/optgate.sqlite3"
 
-#: Federal quiet hours (TCPA 64.1200(c)(1); COMPLIANCE.md 8.1).
+#: Federal quiet hours (TCPA 64.1200(c)(1); docs/compliance.md, Quiet hours).
 DEFAULT_QUIET_HOURS = Window(time(8, 0), time(21, 0))
 
 #: OPTGATE_REDIS_URL value meaning "no Redis: run jobs inside the web process".
@@ -91,6 +92,9 @@ class Settings:
     quiet_hours: Window | None = DEFAULT_QUIET_HOURS
     #: Provider calls one worker process makes at once.
     send_concurrency: int = 16
+    #: At most this many marketing messages to one number per period, whatever
+    #: keywords.yaml says (None: only keywords.yaml's limits apply).
+    marketing_limit: Limit | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = dataclasses.field(default=None, repr=False)
 
@@ -315,6 +319,15 @@ def _api_tokens(variable: str, raw: str) -> tuple[ApiToken, ...]:
     return tuple(tokens)
 
 
+def _marketing_limit(variable: str, raw: str) -> Limit | None:
+    if raw.lower() == "off":
+        return None
+    try:
+        return Limit.parse(raw)
+    except ValueError as error:
+        raise SettingsError(variable, f"{error}; or off") from None
+
+
 def _quiet_hours(variable: str, raw: str) -> Window | None:
     if raw.lower() == "off":
         return None
@@ -438,6 +451,14 @@ SETTINGS: tuple[Setting, ...] = (
         "send_concurrency",
         _count(1, 256, "provider calls in flight per worker"),
         "Provider calls one worker process makes at once (default 16).",
+    ),
+    Setting(
+        "OPTGATE_MARKETING_LIMIT",
+        "marketing_limit",
+        _marketing_limit,
+        "At most this many marketing messages to one number, e.g. `3 per 1 day` (Florida's "
+        "and Oklahoma's cap); more are blocked as `frequency_limit`. Applies with the limits "
+        "of keywords.yaml (`limits:`), the stricter first. Default `off`.",
     ),
     Setting(
         "TWILIO_ACCOUNT_SID",

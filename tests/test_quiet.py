@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.quiet import Whereabouts, Window, next_allowed, whereabouts
+from app.quiet import DECIDE_AGAIN_AFTER, Whereabouts, Window, next_allowed, whereabouts
 
 NEW_YORK = "+12125550100"  # America/New_York
 LOS_ANGELES = "+14155550123"  # America/Los_Angeles
@@ -26,10 +26,26 @@ TOLL_FREE = "+18005550100"  # 42 zones: says nothing
 NO_ZONE_UK = "+447700900123"  # Etc/Unknown
 NO_ZONE_US = "+15555550100"  # Etc/Unknown, but +1
 PARIS = "+33612345678"  # Europe/Paris
+LONDON = "+442079460123"  # Europe/London
+AMERICAN_SAMOA_MOBILE = "+16847331234"  # phonenumbers: all 42 +1 zones; area code 684: UTC-11
+ANTIGUA_MOBILE = "+12684641234"  # phonenumbers: all 42 +1 zones; area code 268: UTC-4
+AUSTRALIA_MOBILE = "+61412345678"  # 8 zones: the country's
 SHORT_CODE = "12345"  # a line without zones
 
 FEDERAL = "08:00-21:00"
-US_MAIN = ("America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles")
+#: +1's strictest window: inside the window at every offset Hawaii to Atlantic.
+NANP_STRICT = tuple(f"UTC-{hours:02}:00" for hours in range(10, 3, -1))
+GB = ("Europe/Guernsey", "Europe/Isle_of_Man", "Europe/Jersey", "Europe/London")
+AUSTRALIA = (
+    "Australia/Adelaide",
+    "Australia/Brisbane",
+    "Australia/Eucla",
+    "Australia/Lord_Howe",
+    "Australia/Perth",
+    "Australia/Sydney",
+    "Indian/Christmas",
+    "Indian/Cocos",
+)
 
 
 def utc(year: int, month: int, day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
@@ -169,28 +185,85 @@ def test_parse_rejects(text: str, error: str) -> None:
             TOLL_FREE,
             SHORT_CODE,
             FEDERAL,
-            US_MAIN,
+            NANP_STRICT,
+            "08:00-20:00",
+            id="toll-free from a short code: +1's strictest window, ending at 20:00",
+        ),
+        pytest.param(
+            TOLL_FREE,
+            LONDON,
             FEDERAL,
-            id="toll-free from a short code: the four main US zones",
+            NANP_STRICT,
+            "08:00-20:00",
+            id="toll-free from a London line: not the line's zone, +1's strictest",
+        ),
+        pytest.param(
+            TOLL_FREE,
+            "+15555550199",
+            FEDERAL,
+            NANP_STRICT,
+            "08:00-20:00",
+            id="toll-free from a line without zones: +1's strictest",
+        ),
+        pytest.param(
+            NO_ZONE_US,
+            NEW_YORK,
+            FEDERAL,
+            ("America/New_York",),
+            FEDERAL,
+            id="no zone, +1, New York line: the line's zone",
         ),
         pytest.param(
             NO_ZONE_UK,
             NEW_YORK,
             FEDERAL,
-            ("America/New_York",),
+            GB,
             FEDERAL,
-            id="no zone: the line's zone",
+            id="no zone, +44, New York line: not the line's zone, the UK's",
         ),
         pytest.param(
-            NO_ZONE_UK, NO_ZONE_UK, FEDERAL, (), FEDERAL, id="no zone anywhere outside +1: none"
+            NO_ZONE_UK, LONDON, FEDERAL, ("Europe/London",), FEDERAL, id="no zone, London line"
         ),
+        pytest.param(NO_ZONE_UK, NO_ZONE_UK, FEDERAL, GB, FEDERAL, id="no zone anywhere, +44"),
         pytest.param(
             NO_ZONE_US,
             NO_ZONE_UK,
             FEDERAL,
-            US_MAIN,
+            NANP_STRICT,
+            "08:00-20:00",
+            id="no zone anywhere, +1: +1's strictest window",
+        ),
+        pytest.param(
+            NO_ZONE_US,
+            SHORT_CODE,
+            "09:00-19:00",
+            NANP_STRICT,
+            "09:00-19:00",
+            id="+1's strictest window: an end before 20:00 is left alone",
+        ),
+        pytest.param(
+            AUSTRALIA_MOBILE,
+            SHORT_CODE,
             FEDERAL,
-            id="no zone anywhere, +1: the four main US zones",
+            AUSTRALIA,
+            FEDERAL,
+            id="an Australian mobile (8 zones): every zone of Australia",
+        ),
+        pytest.param(
+            AMERICAN_SAMOA_MOBILE,
+            NEW_YORK,
+            FEDERAL,
+            ("Pacific/Pago_Pago",),
+            FEDERAL,
+            id="an American Samoa mobile: its area code's zone, not New York's",
+        ),
+        pytest.param(
+            ANTIGUA_MOBILE,
+            LOS_ANGELES,
+            FEDERAL,
+            ("America/Antigua",),
+            FEDERAL,
+            id="an Antigua mobile: its area code's zone",
         ),
         pytest.param(
             PARIS, NEW_YORK, FEDERAL, ("Europe/Paris",), FEDERAL, id="Paris: no US state rule"
@@ -201,8 +274,10 @@ def test_whereabouts(
     recipient: str, line: str, window: str, zones: tuple[str, ...], applied: str
 ) -> None:
     place = whereabouts(recipient, line, Window.parse(window))
-    assert tuple(zone.key for zone in place.zones) == zones
+    # A ZoneInfo prints as its key, a fixed offset as "UTC-10:00".
+    assert tuple(str(zone) for zone in place.zones) == zones
     assert place.window == Window.parse(applied)
+    assert place.strict == (zones in (NANP_STRICT, GB, AUSTRALIA))
 
 
 # --- next_allowed --------------------------------------------------------------------------
@@ -321,35 +396,83 @@ NEXT_CASES = [
         SHORT_CODE,
         FEDERAL,
         NIGHT,
-        utc(2026, 11, 22, 16, 0),
-        id="toll-free from a short code: 08:00 PST",
+        utc(2026, 11, 22, 18, 0),
+        id="toll-free from a short code: 08:00 in Hawaii",
+    ),
+    pytest.param(
+        NO_ZONE_US,
+        NEW_YORK,
+        FEDERAL,
+        NIGHT,
+        utc(2026, 11, 22, 13, 0),
+        id="no zone, +1, New York line: New York's morning",
     ),
     pytest.param(
         NO_ZONE_UK,
         NEW_YORK,
         FEDERAL,
         NIGHT,
-        utc(2026, 11, 22, 13, 0),
-        id="no zone, New York line: New York's morning",
+        utc(2026, 11, 22, 8, 0),
+        id="no zone, +44, New York line: 08:00 in the UK",
     ),
     pytest.param(
-        NO_ZONE_UK, NO_ZONE_UK, FEDERAL, NIGHT, None, id="no zone known at all: not applied"
+        NO_ZONE_UK, NO_ZONE_UK, FEDERAL, NIGHT, utc(2026, 11, 22, 8, 0), id="no zone anywhere, +44"
     ),
     pytest.param(
         NO_ZONE_UK,
         SHORT_CODE,
         FEDERAL,
         NIGHT,
-        None,
-        id="no zone, short code line, not +1: not applied",
+        utc(2026, 11, 22, 8, 0),
+        id="no zone, short code line, +44: 08:00 in the UK",
     ),
     pytest.param(
         NO_ZONE_US,
         NO_ZONE_UK,
         FEDERAL,
         NIGHT,
-        utc(2026, 11, 22, 16, 0),
-        id="no zone, +1: every main US zone, 08:00 PST",
+        utc(2026, 11, 22, 18, 0),
+        id="no zone, +1: 08:00 in Hawaii (13:00 EST)",
+    ),
+    pytest.param(
+        NO_ZONE_US,
+        SHORT_CODE,
+        FEDERAL,
+        utc(2026, 11, 22, 23, 59),
+        None,
+        id="no zone, +1, 23:59 UTC: 18:59 EST, 13:59 HST, now",
+    ),
+    pytest.param(
+        NO_ZONE_US,
+        SHORT_CODE,
+        FEDERAL,
+        utc(2026, 11, 23, 0, 0),
+        utc(2026, 11, 23, 18, 0),
+        id="no zone, +1, 00:00 UTC: 20:00 EDT in summer, so not now in any season",
+    ),
+    pytest.param(
+        NO_ZONE_US,
+        SHORT_CODE,
+        FEDERAL,
+        utc(2026, 7, 1, 17, 59),
+        utc(2026, 7, 1, 18, 0),
+        id="no zone, +1, in summer: 08:00 in Hawaii, still",
+    ),
+    pytest.param(
+        AMERICAN_SAMOA_MOBILE,
+        NEW_YORK,
+        FEDERAL,
+        utc(2026, 11, 22, 13, 0),
+        utc(2026, 11, 22, 19, 0),
+        id="American Samoa mobile at 08:00 EST (02:00 SST): 08:00 SST",
+    ),
+    pytest.param(
+        AUSTRALIA_MOBILE,
+        SHORT_CODE,
+        FEDERAL,
+        utc(2026, 11, 22, 20, 0),
+        utc(2026, 11, 23, 1, 30),
+        id="Australian mobile: every zone of Australia, so 08:00 on Cocos (UTC+6:30)",
     ),
     pytest.param(
         PARIS,
@@ -447,10 +570,66 @@ def test_next_allowed(
         assert later.tzinfo is UTC
 
 
-def test_without_a_zone_the_window_is_not_applied() -> None:
-    """No zone known at all: next_allowed cannot place the window, so it says "now"."""
-    place = Whereabouts((), Window.parse(FEDERAL))
-    assert next_allowed(place, NIGHT) is None
+@pytest.mark.parametrize("strict", [False, True])
+def test_without_a_zone_the_message_waits_and_is_decided_again(strict: bool) -> None:
+    """No zone known at all: the window cannot be placed, so not "now" but later."""
+    place = Whereabouts((), Window.parse(FEDERAL), strict=strict)
+    for now in (NIGHT, utc(2026, 11, 22, 15, 0)):
+        assert next_allowed(place, now) == now + DECIDE_AGAIN_AFTER
+
+
+def test_a_country_without_zones_waits() -> None:
+    """+979 (international premium rate) has no zone in phonenumbers at all."""
+    place = whereabouts("+979123456789", SHORT_CODE, Window.parse(FEDERAL))
+    assert (place.zones, place.strict) == ((), True)
+    assert next_allowed(place, NIGHT) == NIGHT + DECIDE_AGAIN_AFTER
+
+
+def test_a_strict_window_too_narrow_for_the_country_waits_instead_of_going() -> None:
+    """09:00-12:00 at UTC-10 and at UTC-4 never overlap: no first zone decides."""
+    place = whereabouts(TOLL_FREE, SHORT_CODE, Window.parse("09:00-12:00"))
+    for hour in range(24):
+        now = utc(2026, 11, 22, hour)
+        assert next_allowed(place, now) == now + DECIDE_AGAIN_AFTER, now
+
+
+#: Every zone of the 50 states, DC, Puerto Rico and the US Virgin Islands, with its
+#: window's end: 20:00 where Florida, Oklahoma or Maryland are (Eastern, Central).
+US_ZONES = {
+    "Pacific/Honolulu": time(21),
+    "America/Adak": time(21),
+    "America/Anchorage": time(21),
+    "America/Los_Angeles": time(21),
+    "America/Phoenix": time(21),
+    "America/Boise": time(21),
+    "America/Denver": time(21),
+    "America/Chicago": time(20),
+    "America/North_Dakota/Center": time(21),
+    "America/New_York": time(20),
+    "America/Puerto_Rico": time(21),
+    "America/St_Thomas": time(21),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2037, 12, 31), timezones=st.just(UTC)
+    ),
+    st.sampled_from([TOLL_FREE, NO_ZONE_US, "+18335550100", "+15005550100"]),
+)
+def test_a_plus_one_number_without_a_zone_gets_no_text_outside_any_us_zones_window(
+    now: datetime, recipient: str
+) -> None:
+    """Whenever +1's strictest window lets a message go, it is 08:00 to 21:00 (20:00 in
+    the Eastern and Central zones) in every US zone, daylight saving time or not."""
+    place = whereabouts(recipient, SHORT_CODE, Window.parse(FEDERAL))
+    later = next_allowed(place, now)
+    goes = now if later is None else later
+    assert goes - now < timedelta(days=1)
+    for name, end in US_ZONES.items():
+        local = goes.astimezone(ZoneInfo(name)).time()
+        assert time(8) <= local < end, (name, goes)
 
 
 # --- the property: next_allowed is the first moment inside the window everywhere -----------

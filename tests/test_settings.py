@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from app.consent.limits import Limit
 from app.errors import SettingsError
 from app.quiet import Window
 from app.settings import (
@@ -119,6 +120,9 @@ VALID = [
     ("OPTGATE_QUIET_HOURS", " 09:00 - 17:45 ", "quiet_hours", Window(time(9, 0), time(17, 45))),
     ("OPTGATE_QUIET_HOURS", "off", "quiet_hours", None),
     ("OPTGATE_QUIET_HOURS", "OFF", "quiet_hours", None),
+    ("OPTGATE_MARKETING_LIMIT", "3 per 1 day", "marketing_limit", Limit(3, 1)),
+    ("OPTGATE_MARKETING_LIMIT", "4/30d", "marketing_limit", Limit(4, 30)),
+    ("OPTGATE_MARKETING_LIMIT", "off", "marketing_limit", None),
     ("OPTGATE_SEND_CONCURRENCY", "32", "send_concurrency", 32),
     ("OPTGATE_SEND_CONCURRENCY", "1", "send_concurrency", 1),
     ("OPTGATE_SEND_CONCURRENCY", "256", "send_concurrency", 256),
@@ -199,6 +203,8 @@ WRONG = [
     ("OPTGATE_QUIET_HOURS", "09:00-09:00", "ends before it starts"),
     ("OPTGATE_QUIET_HOURS", "20:00-21:00", "starts at or after 20:00"),
     ("OPTGATE_QUIET_HOURS", "always", "expected HH:MM-HH:MM such as 08:00-21:00, or off"),
+    ("OPTGATE_MARKETING_LIMIT", "4 a month", "expected a limit such as '4 per 30 days'"),
+    ("OPTGATE_MARKETING_LIMIT", "0 per 1 day", "both at least 1), got '0 per 1 day'; or off"),
     ("OPTGATE_SEND_CONCURRENCY", "0", "a whole number from 1 to 256"),
     ("OPTGATE_SEND_CONCURRENCY", "1000", "a whole number from 1 to 256"),
     ("OPTGATE_SEND_CONCURRENCY", "x", "a whole number from 1 to 256"),

@@ -44,10 +44,12 @@ from sqlalchemy.orm import Session
 
 from app import handoff, receipts
 from app.consent import history, policy
+from app.consent.limits import Limits
 from app.consent.rules import Point
 from app.db import Database
+from app.keywords.store import KeywordStore
 from app.logs import mask_address, mask_text
-from app.models import Line, Message, MessageKind, MessageStatus, utcnow
+from app.models import Direction, Line, Message, MessageKind, MessageStatus, utcnow
 from app.providers import get_provider
 from app.providers.base import Outgoing, Provider, ProviderError
 from app.settings import Settings, configure_logging
@@ -93,6 +95,8 @@ class Sender:
     #: Enqueues one message again for a later time.
     schedule: Schedule
     clock: Callable[[], datetime] = utcnow
+    #: The frequency limits in force now (keywords.yaml's, which may change while it runs).
+    limits: Callable[[], Limits] = Limits
 
     def __post_init__(self) -> None:
         self._pool = ThreadPoolExecutor(
@@ -161,6 +165,8 @@ class Sender:
         ).all()
         states = history.states_of(session, ((m.organization_id, m.address) for m, _ in rows))
         now = self.clock()
+        limits = self.limits()
+        sent = _marketing_sent(session, [m for m, _ in rows], limits, now) if limits else {}
         decisions = []
         for message, line in rows:
             verdict = policy.decide_send(
@@ -175,7 +181,14 @@ class Sender:
                 states[(message.organization_id, message.address)],
                 now,
                 self.settings.quiet_hours,
+                limits,
+                sent.get((message.organization_id, message.address), []),
             )
+            if limits and verdict.allowed and message.kind is MessageKind.MARKETING:
+                # The next message of the batch to this number counts this one.
+                sent.setdefault((message.organization_id, message.address), []).append(
+                    (message.topic, now)
+                )
             outgoing = Outgoing(
                 sender=line.address,
                 recipient=message.address,
@@ -294,6 +307,31 @@ class Sender:
         self._pool.shutdown(wait=True)
 
 
+def _marketing_sent(
+    session: Session, messages: Sequence[Message], limits: Limits, now: datetime
+) -> dict[tuple[int, str], list[tuple[str | None, datetime]]]:
+    """(topic, when) of the marketing messages each recipient got in the limits' longest
+    period: those handed to the provider, and those another worker hands over now."""
+    since = now - limits.longest
+    marketing = [m for m in messages if m.kind is MessageKind.MARKETING]
+    if not marketing:
+        return {}
+    sent: dict[tuple[int, str], list[tuple[str | None, datetime]]] = {}
+    rows = session.execute(
+        sa.select(Message.organization_id, Message.address, Message.topic, Message.sent_at).where(
+            Message.organization_id.in_({m.organization_id for m in marketing}),
+            Message.address.in_({m.address for m in marketing}),
+            Message.direction == Direction.OUTBOUND,
+            Message.kind == MessageKind.MARKETING,
+            Message.id.not_in([m.id for m in messages]),
+            sa.or_(Message.sent_at > since, Message.status == MessageStatus.SENDING),
+        )
+    )
+    for organization_id, address, topic, at in rows:
+        sent.setdefault((organization_id, address), []).append((topic, at or now))
+    return sent
+
+
 # -- the RQ job ---------------------------------------------------------------------------
 
 
@@ -308,9 +346,24 @@ def _sender() -> Sender:
 
     settings = Settings.from_env()
     configure_logging(settings)
-    outbox = Outbox(settings)
+    # keywords.yaml's limits: the same live, last-good rules as the web processes read.
+    keywords = KeywordStore(settings.keywords_path, settings.default_region)
+    keywords.watch()
+    outbox = Outbox(settings, keywords=keywords)
 
     def schedule(message_id: int, when: datetime) -> None:
         outbox.dispatch([message_id], when)
 
-    return Sender(settings, outbox.database, get_provider(PROVIDER, settings), schedule)
+    def limits() -> Limits:
+        return limits_in_force(settings, keywords.matcher.config.limits)
+
+    sender = Sender(settings, outbox.database, get_provider(PROVIDER, settings), schedule)
+    sender.limits = limits
+    return sender
+
+
+def limits_in_force(settings: Settings, configured: Limits) -> Limits:
+    """keywords.yaml's limits, with the deployment's OPTGATE_MARKETING_LIMIT as well."""
+    if settings.marketing_limit is None:
+        return configured
+    return Limits((*configured.overall, settings.marketing_limit), configured.topics)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rq import Queue, SimpleWorker
 
 from app.errors import SettingsError
+from app.quiet import require_zone_data
 from app.settings import Settings, configure_logging
 from workers.queue import QUEUE_NAMES, redis_connection
 
@@ -21,6 +22,7 @@ def run_worker(settings: Settings, *, burst: bool = False) -> bool:
             "is 'inline': jobs run inside the web process, so there is no worker to start; "
             "set a redis:// URL to run workers",
         )
+    require_zone_data(settings.quiet_hours)
     # Before RQ sets up its own handlers (which would not mask): finding ours on the
     # root logger, it logs through them, its job failures' tracebacks included.
     configure_logging(settings)

@@ -14,7 +14,10 @@ first that applies wins; its reason is stored on the message:
                         organisation, or on "all channels": blocks every kind (R16)
 6. ``topic_opted_out``  marketing only: the recipient stopped this topic (R8)
 7. ``no_consent``       marketing that requires opt-in, to someone not opted in (R7)
-8. quiet hours          marketing only: not blocked but deferred to the next moment
+8. ``frequency_limit``  marketing only: the number has had as many marketing messages
+                        (of the topic, or in all) as a limit allows in its period
+                        (app/consent/limits.py)
+9. quiet hours          marketing only: not blocked but deferred to the next moment
                         inside the window in the recipient's time zone(s)
 
 Transactional and conversational messages stop after check 5 (R16).
@@ -22,12 +25,14 @@ Transactional and conversational messages stop after check 5 (R16).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from app.addresses import sms_recipient
 from app.consent.history import AddressState
+from app.consent.limits import Limits
 from app.consent.rules import Point, decide
 from app.consent.values import Channel, Flag, Status
 from app.errors import InvalidAddress
@@ -43,6 +48,7 @@ class BlockReason(StrEnum):
     OPTED_OUT = "opted_out"
     TOPIC_OPTED_OUT = "topic_opted_out"
     NO_CONSENT = "no_consent"
+    FREQUENCY_LIMIT = "frequency_limit"
 
 
 #: What each reason means, for people (API answers, docs, the CLI).
@@ -55,6 +61,8 @@ MEANINGS = {
     BlockReason.OPTED_OUT: "the recipient opted out of texts from this line",
     BlockReason.TOPIC_OPTED_OUT: "the recipient opted out of this topic",
     BlockReason.NO_CONSENT: "the campaign requires an opt-in and the recipient has not opted in",
+    BlockReason.FREQUENCY_LIMIT: "the recipient has had as many marketing messages as the "
+    "frequency limit allows in its period (keywords.yaml limits)",
 }
 
 _FLAGS = (
@@ -92,9 +100,20 @@ ALLOWED = Verdict()
 
 
 def decide_send(
-    message: Outbound, state: AddressState, now: datetime, quiet_hours: Window | None
+    message: Outbound,
+    state: AddressState,
+    now: datetime,
+    quiet_hours: Window | None,
+    limits: Limits | None = None,
+    sent: Sequence[tuple[str | None, datetime]] = (),
 ) -> Verdict:
-    """The verdict for ``message`` given its recipient's stored ``state`` at ``now``."""
+    """The verdict for ``message`` given its recipient's stored ``state`` at ``now``.
+
+    Args:
+        limits: the frequency limits in force (None: none).
+        sent: (topic, when) of the marketing messages the recipient already got in the
+            limits' longest period, those being handed over now included.
+    """
     if not deliverable(message.recipient):
         return Verdict(BlockReason.INVALID_ADDRESS)
     for flag, reason in _FLAGS:
@@ -113,6 +132,8 @@ def decide_send(
         return Verdict(BlockReason.TOPIC_OPTED_OUT)
     if message.require_opt_in and (status or overall.status) is not Status.OPTED_IN:
         return Verdict(BlockReason.NO_CONSENT)
+    if limits and limits.exceeded(message.topic, sent, now) is not None:
+        return Verdict(BlockReason.FREQUENCY_LIMIT)
     if quiet_hours is not None:
         later = next_allowed(whereabouts(message.recipient, message.line, quiet_hours), now)
         if later is not None:

@@ -22,12 +22,21 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
 
 from app.addresses import normalize_line
-from app.errors import InvalidAddress, OptgateError
+from app.consent.limits import Limit, Limits
+from app.errors import InvalidAddress
+from app.keywords import languages as shipped_languages
+from app.keywords.languages import NO_LANGUAGES, Language, Languages
+
+# Re-exported: callers have always imported them from here.
+from app.keywords.problems import ConfigError as ConfigError
+from app.keywords.problems import Problem as Problem
+from app.keywords.problems import key_line as _key_line
+from app.keywords.problems import kind_of as _kind
+from app.keywords.problems import read_yaml
+from app.keywords.problems import value_line as _value_line
 from app.keywords.sms import segments
 from app.keywords.text import key, words
 
@@ -43,6 +52,7 @@ PLACEHOLDERS = {
     "topic_reply": ("brand", "topic", "keyword"),
 }
 _ID = re.compile(r"[a-z0-9][a-z0-9_]{0,63}")
+_LANGUAGE_CODE = re.compile(r"[a-z]{2,3}")
 _TOP_KEYS = (
     "version",
     "brand",
@@ -53,6 +63,8 @@ _TOP_KEYS = (
     "topic_replies",
     "topics",
     "responders",
+    "languages",
+    "limits",
     "overrides",
 )
 _OVERRIDE_KEYS = (
@@ -74,28 +86,6 @@ KIND_NAMES = {
 
 
 # -- what a loaded config is ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong (or worth a warning) in the file, with its line."""
-
-    path: str
-    line: int
-    message: str
-    warning: bool = False
-
-    def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else self.path
-        return f"{where}: {'warning: ' if self.warning else ''}{self.message}"
-
-
-class ConfigError(OptgateError):
-    """keywords.yaml cannot be used; ``problems`` lists every error, in line order."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = sorted(problems, key=lambda p: (p.path, p.line))
-        super().__init__("\n".join(str(problem) for problem in self.problems))
 
 
 @dataclass(frozen=True)
@@ -172,6 +162,10 @@ class Config:
     overrides: tuple[Override, ...]
     organization: Organization
     warnings: tuple[Problem, ...] = field(default=())
+    #: The languages read besides the keywords (English phrases included), and their replies.
+    languages: Languages = field(default_factory=lambda: NO_LANGUAGES)
+    #: How many marketing messages one number may get (in all, and per topic).
+    limits: Limits = field(default_factory=Limits)
 
     @cached_property
     def _by_line(self) -> dict[str, Override]:
@@ -229,25 +223,12 @@ def unreadable(path: Path, error: Exception) -> Problem:
 
 def parse(text: str, path: str = "keywords.yaml", default_region: str = "US") -> Config:
     """Validate keywords.yaml content; ``path`` is only used in messages."""
-    try:
-        document = YAML(typ="rt").load(text)
-    except MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = mark.line + 1 if mark else 0
-        what = (error.problem or "").strip() or str(error).splitlines()[0]
-        if "found duplicate key" in str(error):
-            what = f"a key appears twice ({_duplicate_key(str(error))}); keep one"
-        raise ConfigError([Problem(path, line, f"not valid YAML: {what}")]) from None
+    document = read_yaml(text, path)
     reader = _Reader(path, default_region)
     config = reader.read(document)
     if reader.errors or config is None:
         raise ConfigError(reader.errors)
     return config
-
-
-def _duplicate_key(message: str) -> str:
-    found = re.search(r'found duplicate key "([^"]*)"', message)
-    return f'"{found.group(1)}"' if found else "a key"
 
 
 # -- validation -----------------------------------------------------------------------
@@ -289,6 +270,8 @@ class _Reader:
         sets = {kind: self.keyword_set(document, kind, kind) for kind in REQUIRED}
         topic_replies = self.topic_replies(document, "topic_replies", topics, required=bool(topics))
         responders = self.responders(document, "responders", topics)
+        languages = self.languages(document)
+        limits = self.limits(document.get("limits"), document, topics)
         if any(value is None for value in sets.values()):
             return None
         defaults = Rules(
@@ -307,6 +290,7 @@ class _Reader:
             *((o.rules, f"overrides[{i}].") for i, o in enumerate(overrides)),
         ]:
             self.check_replies(rules, topics, where)
+        self.check_language_replies(languages, defaults)
         return Config(
             path=self.path,
             defaults=defaults,
@@ -314,6 +298,8 @@ class _Reader:
             overrides=tuple(overrides),
             organization=organization,
             warnings=tuple(sorted(self.warnings, key=lambda p: p.line)),
+            languages=languages,
+            limits=limits,
         )
 
     # -- generic shapes --------------------------------------------------------------
@@ -498,6 +484,39 @@ class _Reader:
             keywords=keywords if keywords is not None else (base.keywords if base else ()),
             reply=reply if reply is not None else (base.reply if base else ""),
         )
+
+    def limits(self, node: Any, document: CommentedMap, topics: Mapping[str, Topic]) -> Limits:
+        """``limits: {marketing: 4 per 30 days, topics: {price_drop: 2 per 7 days}}``."""
+        section = self.mapping(node, "limits", _key_line(document, "limits"))
+        if section is None:
+            return Limits()
+        self.keys(section, "limits.", ("marketing", "topics"))
+        overall = self.limit(section, "marketing", "limits.marketing")
+        per_topic: dict[str, Limit] = {}
+        listed = (
+            self.mapping(section.get("topics"), "limits.topics", _key_line(section, "topics"))
+            or CommentedMap()
+        )
+        for topic_id in listed:
+            where = f"limits.topics.{topic_id}"
+            if topic_id not in topics:
+                known = ", ".join(topics) or "none are defined"
+                self.error(_key_line(listed, topic_id), f"{where}: no such topic (topics: {known})")
+                continue
+            limit = self.limit(listed, topic_id, where)
+            if limit is not None:
+                per_topic[str(topic_id)] = limit
+        return Limits(overall=(overall,) if overall else (), topics=per_topic)
+
+    def limit(self, node: CommentedMap, name: str, where: str) -> Limit | None:
+        if name not in node:
+            return None
+        value = node[name]
+        try:
+            return Limit.parse(value) if isinstance(value, str) else Limit.parse(repr(value))
+        except ValueError as error:
+            self.error(_value_line(node, name), f"{where}: {error}")
+            return None
 
     def topics(self, node: Any, document: CommentedMap) -> dict[str, Topic]:
         section = self.mapping(node, "topics", _key_line(document, "topics"))
@@ -687,6 +706,75 @@ class _Reader:
                 defaults.provider_confirms_defaults,
             ),
         )
+
+    # -- languages -------------------------------------------------------------------
+
+    def languages(self, document: CommentedMap) -> Languages:
+        """``languages``: which languages are read (all shipped ones when absent), what
+        each adds to its file, and its opt-out confirmation. English is always read."""
+        section = CommentedMap()
+        if "languages" not in document:
+            codes: list[str] = list(shipped_languages.shipped())
+        else:
+            given = self.mapping(
+                document["languages"], "languages", _value_line(document, "languages")
+            )
+            section = given if given is not None else section
+            codes = ["en", *(code for code in section if code != "en")]
+        enabled: list[Language] = []
+        replies: dict[str, str] = {}
+        reply_lines: dict[str, int] = {}
+        for code in codes:
+            line = _key_line(section, code) if code in section else 1
+            where = f"languages.{code}"
+            if not isinstance(code, str) or not _LANGUAGE_CODE.fullmatch(code):
+                self.error(
+                    line,
+                    f"{where}: a language is its ISO 639 code in lower case, such as es or zh; "
+                    f"optgate has files for {', '.join(shipped_languages.shipped())}",
+                )
+                continue
+            body = self.mapping(section.get(code), where, line)
+            if body is not None and "opt_out_reply" in body:
+                reply = self.reply(body, "opt_out_reply", f"{where}.opt_out_reply")
+                if code == "en":
+                    self.error(
+                        _key_line(body, "opt_out_reply"),
+                        f"{where}.opt_out_reply: the English confirmation is opt_out.reply",
+                    )
+                elif reply is not None:
+                    replies[code] = reply
+                    reply_lines[code] = _value_line(body, "opt_out_reply")
+            # Only phrases and slots change the language; its reply does not (and the
+            # shipped file alone is compiled once per process).
+            additions = body if body is not None and set(body) - {"opt_out_reply"} else None
+            try:
+                enabled.append(
+                    shipped_languages.load(code, additions, self.path, f"{where}.", line)
+                )
+            except ConfigError as error:
+                self.errors.extend(error.problems)
+        return Languages(tuple(enabled), replies, reply_lines)
+
+    def check_language_replies(self, languages: Languages, defaults: Rules) -> None:
+        for code, template in languages.opt_out_replies.items():
+            name = f"languages.{code}.opt_out_reply"
+            line = languages.reply_lines.get(code, 1)
+            problem = template_problem(template, PLACEHOLDERS["reply"])
+            if not template.strip():
+                problem = "an opt-out confirmation cannot be empty; leave it out for English"
+            if problem:
+                self.error(line, f"{name}: {problem}")
+                continue
+            rendered = render(template, {"brand": defaults.brand})
+            count, limit, encoding = segments(rendered)
+            if count > 1:
+                self.warn(
+                    line,
+                    f"{name}: {len(rendered)} characters is {count} SMS segments "
+                    f"({limit} {encoding} characters fit in one); it costs {count} "
+                    "messages per send",
+                )
 
     # -- rules across a scope --------------------------------------------------------
 
@@ -885,36 +973,6 @@ def template_problem(template: str, allowed: tuple[str, ...]) -> str | None:
 
 def render(template: str, values: Mapping[str, str]) -> str:
     return template.format_map(values)
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, (int, float)):
-        return f"the number {value}"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
-
-
-def _key_line(node: Any, name: Any) -> int:
-    try:
-        return int(node.lc.key(name)[0]) + 1
-    except (AttributeError, KeyError, TypeError):
-        return 1
-
-
-def _value_line(node: Any, name: Any) -> int:
-    try:
-        return int(node.lc.value(name)[0]) + 1
-    except (AttributeError, KeyError, TypeError):
-        return _key_line(node, name)
 
 
 def _first_line(node: Any) -> int:

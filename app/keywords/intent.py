@@ -31,6 +31,9 @@ class Intent:
         needs_review: the text may be a revocation in words; a person decides (R10).
         keyword: the config keyword that matched, as written there.
         exact: the whole text was that keyword (what a provider's own filter acts on).
+        language: the language (ISO 639 code) of the phrase that matched, when it was one of
+            a language file's (``reply`` is then in that language where keywords.yaml
+            gives one); None for keywords and the rules of phrases.py.
     """
 
     action: Action
@@ -41,6 +44,7 @@ class Intent:
     needs_review: bool = False
     keyword: str | None = None
     exact: bool = False
+    language: str | None = None
 
     def as_dict(self, text: str) -> dict[str, Any]:
         """The JSON form `optgate keywords test` prints (and the API will answer)."""

@@ -27,7 +27,8 @@ OPT_OUT_OBJECT = frozenset(
     "txting sms messages message msgs msg messaging sending send contacting spamming spam "
     "calling calls emails emailing for good forever anymore any more ever and bothering "
     "harassing the your from list lists number my subscription subscriptions "
-    "notifications alerts promotions promos marketing offers updates ads".split()
+    "notifications alerts promotions promos marketing offers updates ads bugging pestering "
+    "communication communications contact".split()
 )
 
 #: What may come before an opt-out command: "I want to stop", "I said STOP", "can you stop".
@@ -58,8 +59,33 @@ REVIEW_FIRST_WORDS = frozenset(
     {"stop", "stopall", "unsubscribe", "unsub", "optout", "revoke", "quit"}
 )
 
-#: "stop by", "stop in": visiting, not revoking.
-STOP_IDIOMS = frozenset({"by", "in", "over", "at", "off", "for", "and", "there", "here", "after"})
+#: "stop by", "stop in": visiting, not revoking; "stop sign", "stop light": things.
+STOP_IDIOMS = frozenset(
+    "by in over at off for and there here after sign signs light lights lamp button "
+    "watch shop n".split()
+)
+
+#: The FCC's per-se words (and their one-word forms) that may open a longer text:
+#: "STOP, you people are relentless" (47 CFR 64.1200(a)(10)).
+PER_SE_OPENING = frozenset({"stop", "stopall", "quit", "end", "cancel", "revoke", "unsubscribe",
+                            "unsub", "optout"})  # fmt: skip
+#: Of those, the ones no ordinary sentence opens with: whatever follows, an opt-out.
+PER_SE_ALWAYS = frozenset({"unsubscribe", "unsub", "optout"})
+#: Of those, verbs that do open ordinary sentences ("End of lease", "Cancel my 3pm"):
+#: only a clause of their own, or the texts as object, make them an opt-out.
+PER_SE_ORDINARY = frozenset({"end", "cancel"})
+#: After an opening STOP or QUIT, words that say it is said to us: "STOP you people ...",
+#: "Stop it already", "quit texting".
+ADDRESSED = frozenset(
+    "you u ya yall guys people now already immediately it this that these those with "
+    "texting messaging sending contacting calling spamming bothering harassing emailing "
+    "me us".split()
+)
+#: After an opening END or CANCEL, words that say it is about our texts.
+TEXTS_OBJECT = frozenset(
+    "texting texts txts messages msgs sms messaging subscription subscriptions "
+    "notifications alerts promotions marketing".split()
+)
 
 #: Real words one letter away from an opt-out keyword, which are not misspellings of it.
 NOT_MISSPELLINGS = frozenset(
@@ -95,23 +121,6 @@ OPT_OUT_PHRASES = tuple(
         r"stop (?:receiving|getting))\b",
         r"\b(?:lose|forget|delete) (?:my|this) number\b",
         r"\bunsubscribe me\b",
-        # Spanish
-        r"\bno (?:mas|quiero|quiero mas|mandar mas|enviar mas) (?:mensajes|textos|msjs?|sms)\b",
-        r"\b(?:darme|dar|darse|me doy|denme|me dan) de baja\b",
-        r"\bno me (?:envien|manden|escriban|contacten|mande|envie) mas\b",
-        r"^(?:baja|alto|basta|cancelar|parar)(?: por favor| porfavor| gracias)?$",
-        # French
-        r"^(?:arrete|arretez|arreter|stoppez|desabonner|desinscrire|desabonnement|desinscription)"
-        r"(?: svp| merci| s il vous plait| sil vous plait)?$",
-        # "m'écrivez" folds to one word, "mecrivez".
-        r"\bne (?:me |m)?(?:envoyez|ecrivez|contactez|textez|envoie|ecris) plus\b",
-        # An opening "Arrête(z)" is "stop!", whatever follows in a short text:
-        # "Arrêtez — ça suffit, merci", "Arrête de m'écrire".
-        r"^(?:arrete|arretez|arreter|stoppez)(?: \w+){0,8}$",
-        r"\bplus de (?:messages|sms|textos|texto|notifications)\b",
-        r"\b(?:deja|dejen|deje|dejar) de (?:escribirme|enviarme|mandarme|contactarme|"
-        r"llamarme|molestarme)\b",
-        r"\bya no (?:quiero|deseo) (?:recibir )?(?:mensajes|textos|sms)\b",
     )
 )
 
@@ -131,7 +140,6 @@ REVIEW_PHRASES = re.compile(
     r"|\bnot (?:the right|the correct) (?:person|number)\b"
     r"|\bleave (?:me|us) alone\b|\bgo away\b|\bget lost\b|\bback off\b"
     r"|\bnot interested\b|^no thanks?(?: you)?$|^no thank u$|^nope$"
-    r"|\bca suffit\b|\bc est assez\b|\blaissez moi tranquille\b|\blaisse moi tranquille\b"
     r"|\b(?:never|didnt|did not|dont remember|do not remember) (?:signed|sign|signing) up\b"
     r"|\bhow did you get (?:my|this) number\b|\bwho gave you (?:my|this) number\b"
     r"|\b(?:spam|spammer|spammers|scam|scammer|harassment)\b"

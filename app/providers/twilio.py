@@ -3,9 +3,10 @@
 Signatures are checked with twilio's own RequestValidator over the URL Twilio
 called (see web/webhooks.py for how that URL is rebuilt behind proxies) and
 every parameter received, repeated ones included: Twilio adds parameters
-without notice (COMPLIANCE.md 4). Twilio signs a JSON body's URL only, with
-the body's SHA-256 in its ``bodySHA256`` query parameter: a JSON body counts
-only when that parameter is there and matches, else nothing vouches for it.
+without notice (docs/compliance.md, Webhook signatures). Twilio signs a JSON
+body's URL only, with the body's SHA-256 in its ``bodySHA256`` query
+parameter: a JSON body counts only when that parameter is there and matches,
+else nothing vouches for it.
 
 What a signed request carries is read as Twilio sends it, or refused (400):
 each field we read comes once, fits the column it is stored in, and a JSON
@@ -54,7 +55,8 @@ from app.providers.base import (
 from app.settings import Settings
 
 #: What Twilio's own filter answers on long codes and toll-free numbers when the
-#: whole text is one of these (COMPLIANCE.md 1.1; REVOKE and OPTOUT since 2025).
+#: whole text is one of these (docs/compliance.md, Twilio's own filter; REVOKE and
+#: OPTOUT since 2025).
 ANSWERED_KEYWORDS = frozenset(
     key(word)
     for word in "STOP STOPALL UNSUBSCRIBE CANCEL END QUIT REVOKE OPTOUT START YES UNSTOP HELP "

@@ -138,8 +138,8 @@ def signed_url(settings: Settings) -> str:
 
     The path and query are taken as they arrived (gunicorn's RAW_URI), never
     decoded and re-encoded: signatures break on re-encoded query strings
-    (COMPLIANCE.md 4.3). The scheme and host come from OPTGATE_PUBLIC_URL, or
-    from the request itself, which trusted proxies may have set
+    (docs/compliance.md, Webhook signatures). The scheme and host come from
+    OPTGATE_PUBLIC_URL, or from the request itself, which trusted proxies may have set
     (X-Forwarded-Proto/Host, through ProxyFix; see app/__init__.py).
     """
     environ = request.environ

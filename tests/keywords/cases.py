@@ -1,13 +1,13 @@
 """What the matcher must answer for real inbound texts, against the shipped keywords.yaml.
 
-Written from the product rules (and COMPLIANCE.md §10), not from the matcher's code. Every
-case is (text, action, topic, responder, needs_review): the fields of
+Written from the product rules (and docs/compliance.md, Reference texts), not from the
+matcher's code. Every case is (text, action, topic, responder, needs_review): the fields of
 ``app.keywords.intent.Intent`` that decide what optgate does. Invisible and look-alike
 characters are written as escapes so a reader can see them: ``\\u200b`` zero-width space,
 ``\\u201c``/``\\u201d`` curly quotes, ``\\uff33`` full-width S, ``\\U0001f6d1`` the stop-sign emoji.
 
 Groups, in order:
-  1. COMPLIANCE.md §10 rows (with our decision where it differs)
+  1. the rows of docs/compliance.md, Reference texts (with our decision where it differs)
   2. every default keyword, written many ways (rule 1 and 2)
   3. topic commands: every topic phrase with every opt-out and opt-in word (rule 3)
   4. a clear opt-out in more words (rule 4)
@@ -15,6 +15,30 @@ Groups, in order:
   6. contains a keyword, changes nothing (rule 6)
   7. conflicting intents: opt-out wins (rule 7)
   8. empty, blank, emoji or punctuation only (rule 8)
+
+Issue 14 ("Compliance, second round"), from the FCC rule 47 CFR 64.1200(a)(10)
+(docs/compliance.md, The FCC revocation rule): revocation by any reasonable means, and the
+per-se words (stop, quit, end, revoke, opt out, cancel, unsubscribe) count when sent in
+reply, even among other words. The conservative principle throughout: a text that plainly
+asks to stop is an opt-out; one that might is reviewed by a person; one that plainly does
+not changes nothing; opt-out wins (rule 7).
+  9. a per-se word opening a longer text
+ 10. plain requests in new forms, and topic opt-outs in plain words
+ 11. negated stops and "keep texting me": never an opt-out (rule 2)
+ 12. Spanish
+ 13. Portuguese
+ 14. French, beyond group 4
+ 15. Chinese, simplified and traditional
+ 16. Vietnamese
+ 17. Tagalog
+ 18. Korean
+ 19. look-alike letters (Cyrillic, Greek) and genuine Russian / Greek text
+ 20. stop-sign and refusal emoji, alone and in talk
+ 21. questions about the list and the sender: a person reviews
+ 22. more ordinary talk around the new rules: changes nothing
+ 23. conflicting intents in the new forms: opt-out wins (rule 7)
+ 24. an opt-in in more words than its keyword: changes nothing (only the keyword alone
+     makes consent, as only the exact word re-subscribes at Twilio)
 
 Keep adding a case for every bug found.
 """
@@ -57,7 +81,7 @@ def nothing(text: str, note: str = "") -> Case:
 
 
 CASES: list[Case] = [
-    # --- 1. COMPLIANCE.md §10 ----------------------------------------------------------------
+    # --- 1. docs/compliance.md, Reference texts --------------------------------------------
     Case("STOP", OUT, note="§10 #1 baseline"),
     Case("sToP", OUT, note="§10 #3 mixed case"),
     Case("  STOP \n", OUT, note="§10 #5 whitespace and newline"),
@@ -88,7 +112,11 @@ CASES: list[Case] = [
     Case("No más mensajes por favor", OUT, note="§10 #51 Spanish"),
     nothing("I'll stop by at 5", note="§10 #53 idiom"),
     nothing("The end of the month works", note="§10 #55"),
-    nothing("Who is this?", note="§10 #57 not help"),
+    review(
+        "Who is this?",
+        note="§10 #57 says none; issue 14 says review: someone who does not know the sender "
+        "may never have consented, a person decides (not help either way)",
+    ),
     # §10 #59 (STOP twice) is about idempotency downstream: the matcher answers STOP each time.
     #
     # --- 2. Default keywords, many ways -----------------------------------------------------
@@ -660,8 +688,8 @@ CASES: list[Case] = [
     nothing("\u200b"),
     nothing("\u200b\u200d\ufeff"),
     nothing("\U0001f44d"),
-    nothing("\U0001f6d1", note="a stop sign alone is emoji-only (rule 8)"),
-    nothing("\u270b"),
+    review("\U0001f6d1", note="issue 14: a stop sign alone may be a revocation (group 20)"),
+    review("\u270b", note="issue 14: a raised hand alone may mean stop (group 20)"),
     nothing("\U0001f621\U0001f621\U0001f621"),
     nothing("\u2764\ufe0f"),
     nothing("\U0001f64f\U0001f3fd"),
@@ -671,4 +699,621 @@ CASES: list[Case] = [
     nothing("?"),
     nothing("!!!"),
     nothing("..."),
+    #
+    # --- 9. A per-se word opening a longer text ------------------------------------------------
+    # FCC 47 CFR 64.1200(a)(10): stop, quit, end, revoke, opt out, cancel, unsubscribe sent in
+    # reply revoke consent even with other words around them. Here the word opens the text (or
+    # says "I revoke") and is aimed at the messages or at nothing else: an opt-out.
+    Case("STOP, you people are relentless", OUT, note="FCC per-se word opening the text"),
+    Case("Stop. I already bought a car", OUT),
+    Case("STOP I bought elsewhere", OUT, note="no punctuation between the word and the rest"),
+    Case("stop, I sold the car", OUT),
+    Case("Stop this nonsense", OUT),
+    Case("Stop already!", OUT),
+    Case("STOP!!! How many times do I have to say it", OUT),
+    Case("Stop it, I'm not buying a car", OUT),
+    Case("Stop. Wrong person.", OUT, note="a clear STOP beats a review phrase (rule 7)"),
+    Case("Stop sending these", OUT),
+    Case("stop spamming me", OUT),
+    Case("Stop the spam", OUT),
+    Case("stop with the texts already", OUT),
+    Case("STOP or I'm reporting you", OUT),
+    Case("Stop. This is harassment.", OUT),
+    Case("Stop messaging my son's phone", OUT, note="someone else's phone: still an opt-out"),
+    Case("STOP this is my work phone", OUT),
+    Case("Stop!! I never signed up for this", OUT),
+    Case("stop,stop,stop", OUT, note="no spaces after the commas"),
+    Case("Stop \U0001f6d1 you people are relentless", OUT),
+    Case("STOP. Do not contact me again.", OUT),
+    Case("Stop, I'll call you if I need anything", OUT, note="the word is a clause of its own"),
+    Case("Quit texting this number", OUT),
+    Case("Quit it", OUT),
+    Case("QUIT. Bought a Honda.", OUT),
+    Case("quit bugging me", OUT),
+    Case("End these texts", OUT),
+    Case("End. Not buying.", OUT),
+    Case("END this now", OUT),
+    Case("End the messages please", OUT),
+    Case("Cancel, I found a car elsewhere", OUT),
+    Case("Cancel please", OUT),
+    Case("cancel these messages", OUT),
+    Case("Cancel my texts", OUT),
+    Case(
+        "Cancel. I'll call to reschedule",
+        OUT,
+        note="CANCEL as a clause of its own is per se (§10 #23), even if meant for an appointment",
+    ),
+    Case("Unsubscribe, you're spamming me", OUT),
+    Case("UNSUBSCRIBE NOW", OUT),
+    Case("Unsubscribe!!! Stop spamming", OUT),
+    Case("unsubscribe this number", OUT),
+    Case("Opt out, thanks", OUT),
+    Case("Opt out of everything", OUT),
+    Case("opt-out of all messages", OUT),
+    Case("OPT OUT NOW!", OUT),
+    Case("Revoke my consent", OUT, note="FCC per-se word 'revoke'"),
+    Case("REVOKE CONSENT", OUT),
+    Case("Revoke consent to text me", OUT),
+    Case("I revoke consent to be texted", OUT, note="per-se word, not first, aimed at the texts"),
+    Case("I revoke my consent to receive text messages", OUT),
+    Case("I hereby revoke any consent to contact me", OUT),
+    Case("Consent revoked.", OUT, note="an inflection of a per-se word, plainly about consent"),
+    Case("I'm revoking my consent", OUT),
+    #
+    # --- 10. Plain requests in new forms; topic opt-outs in plain words ------------------------
+    # FCC 64.1200(a)(10) "any reasonable means": words a reasonable person reads as "stop
+    # texting me" revoke consent without any keyword (rule 6).
+    Case("I would prefer not to receive messages", OUT),
+    Case("I'd prefer not to get these texts", OUT),
+    Case("I would rather not receive texts from you", OUT),
+    Case("Never message this number again", OUT),
+    Case("never contact me again", OUT),
+    Case("Don't ever text me again", OUT),
+    Case("Please do not send me any more messages", OUT),
+    Case("I no longer wish to receive these messages", OUT),
+    Case("I do not wish to be contacted", OUT),
+    Case("I don't want to receive texts anymore", OUT),
+    Case("I don't want your texts", OUT),
+    Case("I don't want any messages from you", OUT),
+    Case("No more texting please", OUT),
+    Case("Please no more messages", OUT),
+    Case("no texts please", OUT),
+    Case("No more texts from Acme", OUT, note="the brand named: still everything"),
+    Case("Enough with the texts", OUT),
+    Case("Take my number off your list", OUT),
+    Case("Delete my number", OUT),
+    Case("Please delete my number from your system", OUT),
+    Case("Remove me from all your lists", OUT),
+    Case("I want to be removed", OUT),
+    Case("Remove me please", OUT),
+    Case("Lose my number", OUT),
+    Case("I withdraw my consent", OUT),
+    Case("I withdraw consent to receive texts", OUT),
+    Case("Put me on your do not text list", OUT),
+    Case("Add me to your do not contact list", OUT),
+    Case("Do not call or text this number", OUT),
+    Case("I want off this list", OUT),
+    Case("Get me off this list", OUT),
+    Case("get me off your list!!", OUT),
+    Case("Stop all communication", OUT),
+    Case(
+        "I am not interested, please remove me from your list",
+        OUT,
+        note="a clear request beats a review phrase (rule 7)",
+    ),
+    Case("Don't message me anymore", OUT),
+    Case("Please cease all text messages", OUT),
+    Case("Cease and desist", OUT, note="a reasonable person reads it as 'stop contacting me'"),
+    Case("Kindly refrain from texting me", OUT),
+    Case("Unsubscribe me from all messages", OUT),
+    Case("I don't want to be on your list", OUT),
+    Case("Please stop contacting this number", OUT),
+    Case("Can you stop texting me?", OUT, note="a polite request in a question's clothes"),
+    Case("Could you please remove me from this list?", OUT),
+    Case("Would you stop sending me texts", OUT),
+    # The same in a topic's words: that topic's opt-out (rule 3 said in plain words).
+    Case("no more new arrival texts", T_OUT, ARRIVAL),
+    Case("I don't want price drop texts", T_OUT, PRICE),
+    Case("No more price drop alerts", T_OUT, PRICE),
+    Case("I don't want new arrival messages anymore", T_OUT, ARRIVAL),
+    Case("Unsubscribe me from price drops", T_OUT, PRICE),
+    Case("Please remove me from the new arrivals list", T_OUT, ARRIVAL),
+    Case("Take me off the price drop list", T_OUT, PRICE),
+    Case("No price reduction texts please", T_OUT, PRICE),
+    Case(
+        "Stop sending price drop texts",
+        T_OUT,
+        PRICE,
+        note="the topic's texts are the object: the topic, plainly (unlike 'stop texting me "
+        "about price drops', where a full opt-out is narrowed afterwards)",
+    ),
+    Case("I'd prefer not to get new arrival texts", T_OUT, ARRIVAL),
+    Case("Don't send me new arrival alerts", T_OUT, ARRIVAL),
+    Case("never send me price drop messages again", T_OUT, PRICE),
+    Case("Opt me out of price drops", T_OUT, PRICE),
+    Case("opt me out of new arrivals", T_OUT, ARRIVAL),
+    Case("No more texts about new arrivals", T_OUT, ARRIVAL),
+    Case(
+        "no more price drop or new arrival texts",
+        T_OUT,
+        PRICE,
+        note="two topics: Intent.topic is the first",
+    ),
+    Case("I don't want price reduction messages", T_OUT, PRICE),
+    Case(
+        "No more price drop texts, stop everything",
+        OUT,
+        note="rule 3: a topic and everything is everything",
+    ),
+    Case("I don't want price drop texts or any other texts", OUT, note="rule 3: and all"),
+    #
+    # --- 11. Negated stops: never an opt-out, a person reads them (rule 2) ---------------------
+    # "Misspellings and negations are not acted on automatically" (docs/keywords.md): they
+    # change nothing by themselves, and go to review in case "don't! stop" was meant.
+    review("don't stop sending me deals", note="rule 2: never an opt-out, reviewed"),
+    review("Don't stop the price drop texts!", note="rule 2 comes before rule 3: no topic out"),
+    review("Please don't unsubscribe me, I love the deals", note="rule 2"),
+    review("never stop the deals lol", note="rule 2: an opening 'never'"),
+    review("Do not cancel my texts", note="rule 2"),
+    review("dont end the new arrival alerts", note="rule 2"),
+    review("I don't want to stop getting price drops", note="a negated stop word (rule 2)"),
+    review("Don't opt me out", note="rule 2"),
+    review("do NOT stop", note="rule 2"),
+    nothing("Please keep texting me deals", note="no stop word: nothing to change"),
+    nothing("Keep the price drop texts coming!", note="not a START command: nothing changes"),
+    nothing("Love the new arrival alerts"),
+    #
+    # --- 12. Spanish -----------------------------------------------------------------------------
+    # FCC (a)(10): other languages count when the meaning is plain. Traps: "para" is "for" as
+    # well as "stop!", "alto" is "high" as well as "stop", "baja" is "lower" as well as
+    # "unsubscribe", "no más de" is "no more than".
+    Case("Deja de mandarme mensajes", OUT),
+    Case("deja de mandarme mensajes", OUT),
+    Case("DEJA DE MANDARME MENSAJES!!", OUT),
+    Case("deja de mandarme mensajes porfa \U0001f64f", OUT),
+    Case("No quiero más textos", OUT),
+    Case("no quiero mas textos", OUT, note="without the accent"),
+    Case("NO QUIERO MÁS MENSAJES", OUT),
+    Case("Ya no me manden mensajes", OUT),
+    Case("¡Ya no me manden mensajes! \U0001f644", OUT),
+    Case("No me manden más mensajes, gracias", OUT),
+    Case("No me envíen más mensajes", OUT),
+    Case("no me envien mas mensajes", OUT, note="without the accents"),
+    Case("Por favor no me escriban más", OUT),
+    Case("Dejen de escribirme", OUT),
+    Case("Para de mandarme mensajes", OUT, note="'para de' + a verb is 'stop doing'"),
+    Case("Paren de enviarme textos", OUT),
+    Case("Basta de mensajes", OUT),
+    Case("Ya basta de mensajes \U0001f621", OUT),
+    Case("Quiero darme de baja", OUT, note="'darse de baja' is 'to unsubscribe'"),
+    Case("Darme de baja por favor", OUT),
+    Case("dar de baja", OUT),
+    Case("Bórrenme de su lista", OUT),
+    Case("borrenme de su lista", OUT, note="without the accent"),
+    Case("Sáquenme de su lista por favor", OUT),
+    Case("Quítenme de la lista", OUT),
+    Case("Eliminen mi número", OUT),
+    Case("No me contacten más", OUT),
+    Case("Cancelar suscripción", OUT),
+    Case("Cancelar", OUT, note="Spanish 'cancel' alone: as plain as CANCEL (§10 #23)"),
+    Case("Stop por favor", OUT),
+    Case("NO MÁS MENSAJES \U0001f621", OUT),
+    review("Para", note="'stop!' or the preposition 'for': a person decides"),
+    review("¡Para!", note="likelier 'stop!', but a lone word that is also 'for': a person"),
+    review("Alto", note="'stop' on Mexican signs, but also 'high' / 'tall': a person decides"),
+    review("Baja", note="'unsubscribe' in SMS programs, but also 'lower' / 'come down'"),
+    review("Basta", note="'enough': like 'Ça suffit', a person decides"),
+    review("Número equivocado", note="wrong number: as in English, review"),
+    review("numero equivocado"),
+    review("No me interesa", note="not interested: as in English, review"),
+    review("No gracias", note="no thanks: as in English, review"),
+    review("Déjenme en paz", note="leave me alone: as in English, review"),
+    review("¿Quién es?", note="who is this: group 21"),
+    review("¿Cómo me doy de baja?", note="asks how to unsubscribe: as in English, review"),
+    review("No conozco este número", note="'I don't know this number': group 21"),
+    nothing("Para el martes está bien", note="'para' is 'for': Tuesday is fine"),
+    nothing("para el martes", note="'for Tuesday'"),
+    nothing("¿Tienen la Tacoma para el sábado?"),
+    nothing("Es para mi hijo"),
+    nothing("Voy para allá"),
+    nothing("¿Para cuándo estaría lista?"),
+    nothing("El precio está muy alto", note="'alto' is 'high'"),
+    nothing("Baja el precio y la compro hoy", note="'lower the price and I buy it today'"),
+    nothing("¿Puedo cancelar la cita del jueves?", note="an appointment, as in group 22"),
+    nothing("Quiero más información sobre el Civic"),
+    nothing("Sí, me interesa la Tacoma"),
+    nothing("No más de 20 mil por favor", note="'no more than 20k', not 'no more'"),
+    nothing("¿Cuándo termina la oferta?", note="when does the sale end"),
+    nothing("Cuando deje de llover paso por allá", note="'when it stops raining I'll come by'"),
+    nothing("El carro se para solo en los semáforos", note="the car stalls at lights"),
+    nothing("Ya no tengo el carro viejo, lo vendí", note="'I no longer have the old car'"),
+    nothing("Gracias, hasta el sábado"),
+    nothing("No hay problema"),
+    #
+    # --- 13. Portuguese ----------------------------------------------------------------------
+    # Traps: "para" is "for"; "parar" is also what a car does at a light; "não quero mais o ..."
+    # is "I no longer want the ...".
+    Case("Pare de me mandar mensagens", OUT),
+    Case("pare de mandar mensagem", OUT),
+    Case("PARE!", OUT, note="'stop!'; unlike Spanish 'para' it is not also a common other word"),
+    Case("Parem de enviar SMS", OUT),
+    Case("Não quero mais receber mensagens", OUT),
+    Case("nao quero mais receber mensagens", OUT, note="without the tilde"),
+    Case("Não me mande mais mensagens", OUT),
+    Case("NÃO ME MANDEM MAIS SMS \U0001f621", OUT),
+    Case("Quero cancelar a inscrição", OUT),
+    Case("Descadastrar", OUT, note="'unsubscribe'"),
+    Case("me descadastra por favor", OUT),
+    Case("Me tire da lista", OUT),
+    Case("Remover meu número", OUT),
+    Case("Chega de mensagens!", OUT),
+    Case("SAIR", OUT, note="'leave': the word Brazilian SMS programs ask people to reply with"),
+    review("Número errado", note="wrong number: review"),
+    review("Não tenho interesse", note="not interested: review"),
+    review("Quem é?", note="who is this: group 21"),
+    review("Como faço para sair desta lista?", note="asks how to leave: review"),
+    nothing("Para quando fica pronto o carro?", note="'para' is 'for'"),
+    nothing("Vou passar aí para ver o carro", note="'I'll stop by to see the car'"),
+    nothing("Parei na frente da loja", note="'I stopped in front of the store'"),
+    nothing("O carro parou de funcionar", note="the car stopped working"),
+    nothing("Não quero mais o azul, prefiro o preto", note="'I no longer want the blue one'"),
+    nothing("Obrigado, até sábado"),
+    #
+    # --- 14. French, beyond group 4 ------------------------------------------------------------
+    # Traps: "arrêt" is a bus stop as well as ARRET; "je veux plus de" is "I want more" as
+    # written and "I don't want any more" as spoken.
+    Case("Arrêtez de m'envoyer des messages", OUT),
+    Case("arretez de m'envoyer des textos", OUT, note="without accents"),
+    Case("ARRÊTEZ!!!", OUT),
+    Case("Stop svp", OUT),
+    Case("Je ne veux plus recevoir de messages", OUT),
+    Case("je ne veux plus de vos textos", OUT),
+    Case("Désabonnez-moi", OUT),
+    Case("desabonner", OUT),
+    Case("Retirez-moi de votre liste", OUT),
+    Case("Supprimez mon numéro", OUT),
+    Case("Ne me contactez plus", OUT),
+    Case("ne m'envoyez plus de SMS", OUT),
+    Case("Fini les messages, merci", OUT),
+    Case("Désinscription", OUT),
+    review(
+        "je veux plus de textos",
+        note="'I want more texts' as written, 'no more texts' as spoken: a person decides",
+    ),
+    review("Mauvais numéro", note="wrong number: review"),
+    review("Pas intéressé", note="not interested: review"),
+    review("Qui est-ce ?", note="who is this: group 21"),
+    review("Laissez-moi tranquille", note="leave me alone: as in English, review"),
+    nothing("Je passe vers 17h", note="'I'll stop by around 5pm'"),
+    nothing("On s'arrête au garage demain", note="'we'll stop at the garage tomorrow'"),
+    nothing("La voiture s'arrête toute seule au feu rouge"),
+    nothing("L'arrêt de bus est juste devant", note="ARRET inside a sentence: the bus stop"),
+    nothing("Je veux plus d'infos sur le RAV4", note="'more info': neither INFO nor an opt-out"),
+    nothing("Merci, à samedi"),
+    nothing("Fin du mois, c'est possible ?", note="end of the month"),
+    nothing("Aide-moi à choisir entre les deux", note="AIDE inside a sentence"),
+    #
+    # --- 15. Chinese, simplified and traditional ---------------------------------------------
+    # 退订 ("unsubscribe") is what Chinese SMS programs ask for (TD is its initials);
+    # 停 is "park" as well as "stop".
+    Case("停止", OUT, note="'stop'"),
+    Case("停止！", OUT, note="full-width exclamation mark"),
+    Case("请停止发短信给我", OUT),
+    Case("别再给我发短信了", OUT),
+    Case("不要再发了", OUT),
+    Case("退订", OUT, note="'unsubscribe'; TD is its initials"),
+    Case("TD退订", OUT),
+    Case("取消订阅", OUT),
+    Case("我不想再收到你们的短信", OUT),
+    Case("请把我从名单中删除", OUT),
+    Case("STOP 谢谢", OUT),
+    Case("請停止傳簡訊給我", OUT, note="traditional"),
+    Case("不要再傳訊息給我了", OUT, note="traditional"),
+    Case("取消訂閱", OUT, note="traditional"),
+    Case("退訂", OUT, note="traditional"),
+    Case("我不想再收到你們的訊息", OUT, note="traditional"),
+    review("你是谁？", note="who are you: group 21"),
+    review("你是誰？", note="who are you, traditional"),
+    review("打错了", note="wrong number"),
+    review("打錯了", note="wrong number, traditional"),
+    review("不感兴趣", note="not interested"),
+    review("别烦我", note="leave me alone"),
+    review("不要", note="'don't want' / 'don't': alone, a person decides"),
+    review("别停，继续发优惠信息", note="'don't stop, keep sending deals': rule 2"),
+    nothing("我下午五点过来看车", note="'I'll come by at 5pm to see the car'"),
+    nothing("车停在哪里？", note="停 is 'park': where do I park"),
+    nothing("停车场在哪里？", note="where is the parking lot"),
+    nothing("車停在後面可以嗎？", note="traditional: can I park at the back"),
+    nothing("这辆车还有吗？", note="is this car still available"),
+    nothing("谢谢"),
+    nothing("月底可以吗？", note="end of the month"),
+    nothing("我想取消预约", note="cancel an appointment, as in group 22"),
+    #
+    # --- 16. Vietnamese ----------------------------------------------------------------------
+    # Without diacritics "dung" may be dừng (stop), đừng (don't), đúng (right), dùng (use) or a
+    # name (Dũng).
+    Case("Dừng nhắn tin", OUT, note="'stop texting'"),
+    Case("DỪNG", OUT, note="'stop', with its diacritics"),
+    Case("Đừng nhắn tin cho tôi nữa", OUT),
+    Case(
+        "dung nhan tin cho toi nua",
+        OUT,
+        note="without diacritics 'stop' or 'don't' text me anymore: an opt-out either way",
+    ),
+    Case("Tôi không muốn nhận tin nhắn nữa", OUT),
+    Case("toi khong muon nhan tin nhan nua", OUT, note="without diacritics"),
+    Case("Hủy đăng ký", OUT, note="'unsubscribe'"),
+    Case("huy dang ky", OUT, note="without diacritics"),
+    Case("Xóa số của tôi khỏi danh sách", OUT),
+    Case("Làm ơn đừng gửi tin nhắn nữa \U0001f64f", OUT),
+    Case("STOP nhé", OUT),
+    review("Dung", note="without diacritics: stop, don't, right, use or a name"),
+    review("Ai vậy?", note="who is this: group 21"),
+    review("Nhầm số rồi", note="wrong number"),
+    review("Không quan tâm", note="not interested"),
+    nothing("Đúng rồi, tôi sẽ đến lúc 3 giờ", note="'that's right, I'll come at 3'"),
+    nothing("Tôi sẽ ghé qua vào thứ Ba", note="I'll stop by on Tuesday"),
+    nothing("Xe bị chết máy khi dừng đèn đỏ", note="the car stalls when it stops at a red light"),
+    nothing("Cảm ơn"),
+    nothing("Cuối tháng được không?", note="end of the month"),
+    #
+    # --- 17. Tagalog -----------------------------------------------------------------------------
+    # "Tama na" is "enough" but "tama" is "right"; Taglish mixes in English keywords.
+    Case("Itigil niyo na ang pag-text", OUT),
+    Case("Tigilan niyo na ako sa text", OUT),
+    Case("Huwag niyo na akong i-text", OUT),
+    Case("wag nyo na ako i-text", OUT, note="colloquial spelling"),
+    Case("Ayoko na ng mga text ninyo", OUT),
+    Case("Pakitanggal ako sa listahan", OUT),
+    Case("Tama na po, ayoko na ng text", OUT),
+    Case("STOP na po", OUT, note="Taglish: the keyword with a courtesy particle"),
+    Case("Unsubscribe na po ako", OUT),
+    review("Tama na", note="'enough' or 'that's right now': a person decides"),
+    review("Sino po ito?", note="who is this: group 21"),
+    review("Maling number po", note="wrong number"),
+    review("Hindi po ako interesado", note="not interested"),
+    review(
+        "Stop muna ako sa bangko bago pumunta",
+        note="Taglish 'I'll stop at the bank first': an opening per-se word (FCC) in a sentence "
+        "about an errand; the two readings disagree, so a person decides",
+    ),
+    nothing("Dadaan ako bukas ng hapon", note="I'll drop by tomorrow afternoon"),
+    nothing("Tama po, yung pula", note="'right, the red one'"),
+    nothing("Salamat po"),
+    nothing("Magkano po ang Vios?"),
+    nothing("Sa katapusan ng buwan po", note="end of the month"),
+    #
+    # --- 18. Korean ------------------------------------------------------------------------------
+    # 수신거부 ("refuse to receive") is what Korean SMS programs ask for; 그만 alone is "enough".
+    Case("그만 보내세요", OUT),
+    Case("문자 그만 보내주세요", OUT),
+    Case("수신거부", OUT, note="'refuse to receive': the Korean opt-out word"),
+    Case("수신 거부합니다", OUT),
+    Case("더 이상 문자 보내지 마세요", OUT),
+    Case("구독 취소", OUT, note="'unsubscribe'"),
+    Case("연락하지 마세요", OUT),
+    Case("그만해요!!", OUT, note="'stop it!'"),
+    Case("스톱", OUT, note="'stop' written in Hangul"),
+    Case("STOP 해주세요", OUT),
+    review("그만", note="'enough' / 'stop': alone, a person decides"),
+    review("누구세요?", note="who is this: group 21"),
+    review("잘못 보내셨어요", note="'you sent it to the wrong person'"),
+    review("관심 없어요", note="not interested"),
+    nothing("화요일에 들를게요", note="I'll stop by on Tuesday"),
+    nothing("감사합니다"),
+    nothing("월말에 가능할까요?", note="end of the month"),
+    nothing("신호에서 차가 멈춰요", note="the car stops at the light"),
+    nothing("예약 취소하고 싶어요", note="cancel a reservation, as in group 22"),
+    #
+    # --- 19. Look-alike letters ----------------------------------------------------------------
+    # A word written with Cyrillic or Greek letters that look like Latin ones reads as the
+    # Latin word (a reasonable person sees STOP: FCC (a)(10)); genuine Russian or Greek that
+    # means nothing to us changes nothing.
+    Case("\u0405\u0422\u041e\u0420", OUT, note="all Cyrillic: DZE, TE, O, ER"),
+    Case("\u0455\u0442\u043e\u0440", OUT, note="all Cyrillic, lower case"),
+    Case("ST\u041eP", OUT, note="Cyrillic O inside a Latin word"),
+    Case("\u0405TOP", OUT, note="Cyrillic DZE"),
+    Case("st\u043ep", OUT, note="Cyrillic o"),
+    Case("sto\u0440", OUT, note="Cyrillic er"),
+    Case("S\u03a4OP", OUT, note="Greek Tau"),
+    Case("STO\u03a1", OUT, note="Greek Rho"),
+    Case("ST\u039fP", OUT, note="Greek Omicron"),
+    Case("\u0405\u03a4\u041e\u03a1", OUT, note="Cyrillic and Greek mixed in one word"),
+    Case("\u0405\u0422\u041e\u0420!!", OUT),
+    Case("\u0405top texting me", OUT),
+    Case("UN\u0405UB\u0405CRIBE", OUT),
+    Case("\u0421ANCEL", OUT, note="Cyrillic ES"),
+    Case("\u0415ND", OUT, note="Cyrillic IE"),
+    Case("\u0395\u039dD", OUT, note="Greek Epsilon and Nu"),
+    Case("QUI\u0422", OUT, note="Cyrillic TE"),
+    Case("REV\u041eKE", OUT),
+    Case("\u041e\u0420T \u041eUT", OUT, note="Cyrillic O and ER"),
+    Case("\u0405T\u041eP PRICE DR\u041eP", T_OUT, PRICE),
+    Case("ST\u041eP \u0440rice dr\u043ep", T_OUT, PRICE),
+    Case("ST\u041eP N\u0415W \u0410RRIV\u0410L", T_OUT, ARRIVAL),
+    Case("\u0405TART", IN, note="Cyrillic DZE"),
+    Case("\u03a5\u0395S", IN, note="Greek Upsilon and Epsilon: reads YES"),
+    Case("\u041dELP", HELP, note="Cyrillic EN"),
+    Case("\u0397\u0395L\u03a1", HELP, note="Greek Eta, Epsilon, Rho"),
+    Case("\u0399\u039dF\u039f", HELP, note="Greek Iota, Nu, Omicron"),
+    Case("J\u041e\u0406N", IN, responder="join", note="Cyrillic O and I"),
+    review("\u0405T\u041e\u0420\u0420", note="STOPP in look-alikes: a misspelling (rule 5)"),
+    review("don't \u0455t\u043ep", note="a negated stop in look-alikes: rule 2"),
+    nothing("I'll st\u043ep by at 5", note="a look-alike in the stop-by idiom"),
+    nothing("I'm at the bus st\u043ep"),
+    nothing("When does the sale \u0435nd?"),
+    review(
+        "\u0421\u0422\u041e\u041f",
+        note="genuine Russian 'stop' (not a look-alike: it reads CTO-PE), a language we do "
+        "not read: a person decides",
+    ),
+    nothing("Привет, как дела?", note="genuine Russian: hello, how are you"),
+    nothing("Спасибо, до субботы", note="genuine Russian: thanks, see you Saturday"),
+    nothing("Сколько стоит эта машина?", note="genuine Russian: how much is this car"),
+    nothing("Я подъеду в пять", note="genuine Russian: I'll drive up at five"),
+    nothing("\u041e\u041a", note="OK in Cyrillic"),
+    nothing("\u039d\u0391\u0399", note="Greek 'yes' (looks like NAI): not our YES, no opt-in"),
+    nothing("Ευχαριστώ πολύ", note="genuine Greek: thank you very much"),
+    nothing("Πόσο κοστίζει;", note="genuine Greek: how much is it"),
+    #
+    # --- 20. Stop-sign and refusal emoji -------------------------------------------------------
+    # Alone (repeated, with skin tones, variation selectors, ZWJ) they may be a revocation by
+    # "any reasonable means" (FCC (a)(10)) but say no words: a person reviews. Inside ordinary
+    # talk the words decide.
+    review("\u26d4", note="no entry"),
+    review("\U0001f6ab", note="prohibited"),
+    review("\U0001f6d1\U0001f6d1\U0001f6d1", note="repeated"),
+    review("\U0001f6d1 \U0001f6d1", note="repeated, with a space"),
+    review("\U0001f6d1\ufe0f", note="with a variation selector"),
+    review("\u26d4\ufe0f", note="with a variation selector"),
+    review("\U0001f6ab\U0001f6ab"),
+    review("\u270b\U0001f3fd", note="raised hand, skin tone"),
+    review("\u270b\U0001f3ff\u270b\U0001f3ff", note="repeated, skin tone"),
+    review("\u270b\U0001f3fb"),
+    review("\U0001f6d1 \u26d4 \U0001f6ab", note="three kinds"),
+    review("\U0001f645", note="person gesturing no"),
+    review("\U0001f645\u200d\u2642\ufe0f", note="man gesturing no, joined by ZWJ"),
+    review("\U0001f645\U0001f3fb\u200d\u2640\ufe0f", note="woman gesturing no, skin tone"),
+    review("\U0001f6d1!", note="with punctuation"),
+    review("\U0001f6d1\U0001f6d1 \U0001f621", note="stop signs and an angry face"),
+    review("\u200b\U0001f6d1\u200b", note="zero-width spaces around"),
+    review("\U0001f6d1 texting me", note="the emoji may stand for the word: a person decides"),
+    review("\U0001f6ab\U0001f4f1", note="'no phone': a person decides"),
+    review("\U0001f44e", note="thumbs down: 'no' to this offer or to all texts, a person"),
+    Case("STOP \u26d4", OUT),
+    Case("\U0001f6d1\U0001f6d1\U0001f6d1 STOP", OUT),
+    Case("\U0001f6ab\U0001f6ab unsubscribe \U0001f6ab\U0001f6ab", OUT),
+    Case("No more texts \U0001f6ab", OUT),
+    Case("\u270b\U0001f3fe stop texting me", OUT),
+    nothing("\U0001f6d1 at the light", note="the emoji is part of a sentence about driving"),
+    nothing("\U0001f6d1 at the light, be there in 5"),
+    nothing("Stuck at a \U0001f6d1 sign, 5 min"),
+    nothing("I'll \U0001f6d1 by at 5", note="the stop-by idiom with the emoji"),
+    nothing("Great deal \U0001f44d"),
+    nothing("Thanks! \u270b", note="a wave after thanks"),
+    nothing("\U0001f697\U0001f4a8", note="car, dash: no refusal"),
+    nothing("\U0001f44b", note="waving hand: hello or bye, no refusal"),
+    #
+    # --- 21. Questions about the list and the sender: a person reviews -----------------------
+    # Not a request, but a reasonable person may mean "take me off" or "I never agreed"
+    # (FCC (a)(10)). A question that asks us to stop is a request (group 10).
+    review("how do I get off this list?"),
+    review("How do I get off this list"),
+    review("How can I stop these texts?", note="asks how, like 'How do I unsubscribe?'"),
+    review("how do i stop getting these"),
+    review(
+        "Is there a way to opt out?",
+        note="a per-se word in a question about how: the table's decision for 'How do I "
+        "unsubscribe?' (review) holds",
+    ),
+    review("How do I opt out of these texts?"),
+    review("Can I unsubscribe?"),
+    review("How do I make these texts stop?"),
+    review("I don't know who you are"),
+    review("who is this"),
+    review("Who is this??"),
+    review("Who's this?"),
+    review("who are you"),
+    review("Who are you people?"),
+    review("Who is texting me?"),
+    review("Do I know you?"),
+    review("How did you get my number?"),
+    review("Where did you get this number?"),
+    review("I never gave you my number"),
+    review("I never signed up for this"),
+    review("Why am I getting these texts?"),
+    review("Am I on some kind of list?"),
+    review("i dont know you"),
+    #
+    # --- 22. More ordinary talk around the new rules: changes nothing -------------------------
+    # A per-se word aimed at something other than the messages (a job, an appointment, a
+    # warranty) is not a revocation to a reasonable person (FCC (a)(10)); nor are the new
+    # request shapes ("I don't want", "prefer not", "no more", "never") with another object.
+    nothing("can you stop by Tuesday", note="the stop-by idiom"),
+    nothing("Can you stop by Tuesday with the paperwork?"),
+    nothing("Stop by Tuesday?"),
+    nothing("the end of the month"),
+    nothing("Is the end of the month OK for delivery?"),
+    nothing(
+        "I quit my job, need a cheaper car",
+        note="a per-se word with its own subject and object (a job): not the texts",
+    ),
+    nothing("I quit smoking so the car smells fine"),
+    nothing(
+        "cancel my appointment",
+        note="the per-se word's object is an appointment: a reasonable person does not read it "
+        "as revoking texts, and opting out would cut off the appointment texts the person is "
+        "dealing with. A bare CANCEL stays an opt-out (§10 #23)",
+    ),
+    nothing("Cancel my appointment for Friday, I'll call to reschedule"),
+    nothing("Please cancel the test drive, something came up"),
+    nothing("Cancelled my other order, want this one instead"),
+    nothing("Did the bank revoke my pre-approval?"),
+    nothing("My license got revoked, can my wife sign?"),
+    nothing(
+        "Can I opt out of the extended warranty?",
+        note="opting out of a product, like 'Can I cancel the extended warranty?'",
+    ),
+    nothing("How do I opt out of the paint protection package?"),
+    nothing("What's the opt-out deadline for the service plan?"),
+    nothing("Opt for the V6 or the hybrid?"),
+    nothing("The deal ends Sunday right?"),
+    nothing("The warranty ends at 60k miles, right?"),
+    nothing("End of lease inspection is Friday"),
+    nothing("Is there an end date for the price drop?"),
+    nothing("Quitting time for you guys is 7?"),
+    nothing("He's unstoppable lol"),
+    nothing("The stop light by your lot is out"),
+    nothing("Stop & Shop parking lot, 10 min", note="a shop's name"),
+    nothing("Stopped at a red light, 2 min away"),
+    nothing("Last stop before I come in: the bank"),
+    nothing("I stopped getting the price drop texts, can you check?", note="wants the texts"),
+    nothing("I haven't gotten any new arrival texts lately"),
+    nothing("Why did the price drop texts stop?"),
+    nothing("When do the new arrival texts start?", note="a question, not START NEW ARRIVAL"),
+    nothing("No more room in my garage lol", note="'no more' with another object"),
+    nothing("No more than two owners please"),
+    nothing("Never mind, found it"),
+    nothing("Never had a problem with my Honda"),
+    nothing("I don't want the sunroof"),
+    nothing("I don't want to pay more than 30k"),
+    nothing("I'd prefer not to finance"),
+    nothing("I would prefer not to come in Saturday"),
+    nothing("Please remove the $499 doc fee"),
+    nothing("Delete the photos I sent, wrong car"),
+    nothing("Leave the keys at the front desk"),
+    nothing("Enough for today, see you Monday"),
+    nothing("Take my trade-in off the deal"),
+    nothing("Get me the out-the-door price"),
+    nothing("I'd rather not drive an hour, can you deliver?"),
+    nothing("Don't send the Carfax to my work email"),
+    #
+    # --- 23. Conflicting intents in the new forms: opt-out wins (rule 7) ---------------------
+    Case("Sí, deja de mandarme mensajes", OUT),
+    Case("Yes stop texting me", OUT),
+    Case("START? no. STOP", OUT),
+    Case("JOIN? No. Unsubscribe", OUT),
+    Case("yes, no more texts", OUT),
+    Case("Help, how do I make it stop? Just unsubscribe me", OUT),
+    Case("Cancel my appointment and stop texting me", OUT, note="the texts stop too"),
+    Case("Who is this? Stop texting me", OUT, note="a clear request beats a review question"),
+    Case("Wrong number, no more texts please", OUT),
+    Case("START NEW ARRIVAL but no more texts at all", OUT),
+    Case("\u0405TART \u0405T\u041eP", OUT, note="look-alike letters; opt-out wins"),
+    Case("退订 START", OUT),
+    Case("Hours? Never mind, unsubscribe", OUT),
+    #
+    # --- 24. An opt-in in more words: changes nothing (only the keyword alone makes consent)
+    nothing("Yes please"),
+    nothing("yes please!"),
+    nothing("Ok start"),
+    nothing("start again please"),
+    nothing("Please start my texts again"),
+    nothing("JOIN please"),
+    nothing("yes I want the deals"),
+    nothing("Sure, yes"),
+    nothing("Yes, that works for me"),
+    nothing("Start me up"),
+    nothing("Unstop me please"),
+    nothing("Yes!! Sign me up"),
 ]

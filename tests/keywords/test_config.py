@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from app.consent.limits import Limit, Limits
 from app.keywords import ConfigError, load, parse
 from tests.conftest import SHIPPED_KEYWORDS
 
@@ -328,7 +329,7 @@ def test_the_shipped_file_loads_without_warnings() -> None:
 
 
 def test_the_shipped_defaults_cover_the_compliance_union() -> None:
-    # COMPLIANCE.md 1.1, union worth recognising by default.
+    # docs/compliance.md, The keywords optgate recognises by default.
     from app.keywords.text import key
 
     config = load(SHIPPED_KEYWORDS)
@@ -360,3 +361,45 @@ def test_a_reply_with_an_invisible_control_character_is_refused() -> None:
         "k.yaml:10: help.reply: contains the control character U+0007, which a text message "
         "cannot carry; remove it"
     ]
+
+
+LIMIT_PROBLEMS = [
+    pytest.param(
+        with_lines(extra="limits:\n  marketing: 4 a month\n"),
+        "k.yaml:12: limits.marketing: expected a limit such as '4 per 30 days'",
+        id="a limit not written N per D days",
+    ),
+    pytest.param(
+        with_lines(extra="limits:\n  marketing: 4\n"),
+        "k.yaml:12: limits.marketing: expected a limit such as '4 per 30 days'",
+        id="a bare number",
+    ),
+    pytest.param(
+        with_lines(extra=TOPICS + "limits:\n  topics:\n    price_drops: 1 per 7 days\n"),
+        "k.yaml:21: limits.topics.price_drops: no such topic (topics: price_drop)",
+        id="a limit for a topic that does not exist",
+    ),
+    pytest.param(
+        with_lines(extra="limits:\n  marketting: 4 per 30 days\n"),
+        'k.yaml:12: limits.marketting: unknown key; did you mean "marketing"?',
+        id="a misspelt key",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), LIMIT_PROBLEMS)
+def test_a_wrong_limit_names_its_line(text: str, message: str) -> None:
+    found = problems(text)
+    assert any(problem.startswith(message) for problem in found), found
+
+
+def test_limits_are_read_in_all_and_per_topic() -> None:
+    config = parse(
+        with_lines(
+            extra=TOPICS + "limits:\n  marketing: 4 per 30 days\n  topics:\n    price_drop: 2/7d\n"
+        ),
+        "k.yaml",
+    )
+
+    assert config.limits == Limits(overall=(Limit(4, 30),), topics={"price_drop": Limit(2, 7)})
+    assert parse(MINIMAL, "k.yaml").limits == Limits()

@@ -619,7 +619,8 @@ def test_without_a_configured_account_any_account_is_taken(
 
 # == 2. parse_status =======================================================================
 
-#: Every word Twilio's MessageStatus enum has (COMPLIANCE.md 2.2), and one it has not.
+#: Every word Twilio's MessageStatus enum has (docs/compliance.md, Delivery receipts), and
+#: one it has not.
 STATUS_WORDS = [
     ("accepted", DeliveryStatus.QUEUED),
     ("scheduled", DeliveryStatus.QUEUED),

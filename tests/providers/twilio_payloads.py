@@ -1,7 +1,8 @@
 """Twilio webhook bodies as Twilio posts them: (name, value) pairs in arrival order.
 
-Shapes follow Twilio's own documentation and captured requests (COMPLIANCE.md 2.1 and
-2.2): https://www.twilio.com/docs/messaging/guides/webhook-request for inbound texts,
+Shapes follow Twilio's own documentation and captured requests (docs/compliance.md,
+Inbound texts and retries, and Delivery receipts):
+https://www.twilio.com/docs/messaging/guides/webhook-request for inbound texts,
 https://www.twilio.com/docs/messaging/guides/outbound-message-status-in-status-callbacks
 for delivery receipts. The field order is the one Twilio uses (it is not alphabetical:
 the signature sorts names itself). A name may repeat. The SIDs have the real format
@@ -77,7 +78,8 @@ INBOUND_SMS_IN_SERVICE: Form = [
 
 
 def advanced_opt_out(body: str, opt_out_type: str) -> Form:
-    """An inbound SMS to a Messaging Service with Advanced Opt-Out on (COMPLIANCE.md 1.4).
+    """An inbound SMS to a Messaging Service with Advanced Opt-Out on (docs/compliance.md,
+    Messaging Services and Advanced Opt-Out).
 
     Twilio has already acted on the keyword and says which kind it was in OptOutType
     (STOP, START or HELP), right after the Body.

@@ -69,7 +69,7 @@ def test_texts_that_need_review_wait_oldest_first_with_line_sender_body_and_time
     admin: Admin,
 ) -> None:
     first = texted(admin, "wrong number", to=LINE_A)
-    texted(admin, "who is this")  # nothing to review
+    texted(admin, "see you at 5")  # nothing to review
     texted(admin, "HOURS")
     second = texted(admin, "stopp", sender=OTHER, to=LINE_B)
 
@@ -294,7 +294,7 @@ def test_a_text_resolved_already_answers_409_naming_who_resolved_it(
 
 def test_only_pending_inbound_texts_can_be_resolved(admin: Admin) -> None:
     outbound = admin.outbound(status=MessageStatus.SENT)
-    plain = texted(admin, "who is this")
+    plain = texted(admin, "see you at 5")
     assert admin.message(plain).needs_review is False
     assert admin.message(outbound).direction is Direction.OUTBOUND
 
