@@ -3,7 +3,8 @@
 Every error optgate raises on purpose derives from ``OptgateError`` and its
 message is written for whoever will read it (an operator at the CLI, an API
 client): it names the input and says what would work. The CLI prints the
-message on one line and exits 1; the web layer turns it into a JSON 4xx.
+message on one line and exits 1; the web layer turns it into a JSON 4xx
+(which status for which error is its business: app/web/errors.py).
 
     OptgateError
     ├── SettingsError      a setting is missing or malformed (the start stops)
@@ -15,7 +16,7 @@ message on one line and exits 1; the web layer turns it into a JSON 4xx.
     ├── InvalidRequest     an API request with a field or parameter we cannot use
     ├── NotFound           a line, organisation or address that does not exist
     ├── Conflict           the thing exists already, differently
-    └── ConsentRefused     the consent rules forbid the change (HTTP 409); `hint` says
+    └── ConsentRefused     the consent rules forbid the change; `hint` says
                            what would work ("the contact must text START to ...")
 """
 
@@ -24,9 +25,6 @@ from __future__ import annotations
 
 class OptgateError(Exception):
     """Base class: the message is meant for a person."""
-
-    #: HTTP status the web layer answers with.
-    http_status = 400
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -68,17 +66,15 @@ class InvalidRequest(OptgateError):
 
 
 class NotFound(OptgateError):
-    http_status = 404
+    """A line, organisation, campaign or address that does not exist."""
 
 
 class Conflict(OptgateError):
-    http_status = 409
+    """The thing exists already, differently."""
 
 
 class ConsentRefused(OptgateError):
     """The consent rules forbid this change; nothing was written."""
-
-    http_status = 409
 
     def __init__(self, message: str, hint: str) -> None:
         super().__init__(f"{message} {hint}")

@@ -7,7 +7,7 @@ a typo must not create a line silently.
 
 The webhook registers a new line only where its organisation is known (the
 setting OPTGATE_DEFAULT_ORGANIZATION, else the only organisation there is);
-otherwise the text is held for a person (app/inbound.py). It never moves a
+otherwise the text is held for a person (app/messages/inbound.py). It never moves a
 line to another group: which opt-outs cover a line depends on its group, so a
 move seen at the provider is noted on the line (``seen_group``) and waits for
 ``optgate lines move``, which carries the opt-outs along (app/consent/moves.py).
@@ -24,8 +24,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.addresses import Address, normalize_line
+from app.data.models import Line, LineGroup, LineMembership, Organization
 from app.errors import Conflict, NotFound
-from app.models import Line, LineGroup, LineMembership, Organization
 
 log = logging.getLogger("optgate.lines")
 

@@ -25,9 +25,9 @@ import phonenumbers
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from app.consent.limits import Limit
 from app.errors import SettingsError
-from app.quiet import Window
+from app.sending.limits import Limit
+from app.sending.quiet import Window
 
 #: Where the local SQLite database lives when OPTGATE_DATABASE_URL is unset.
 DEFAULT_DATABASE_URL = "sqlite:///var/optgate.sqlite3"

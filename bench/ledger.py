@@ -31,9 +31,9 @@ import sqlalchemy as sa
 from app.addresses import normalize
 from app.consent import ledger, queries
 from app.consent.values import Scope, Source, Status
-from app.db import Database
+from app.data.db import Database
+from app.data.models import Organization
 from app.lines import add_line, get_or_create_organization
-from app.models import Organization
 
 
 def rate(count: int, operation: Callable[[int], None], repeats: int = 3) -> float:

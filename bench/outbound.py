@@ -35,15 +35,15 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.addresses import normalize_line
-from app.db import Database
+from app.data.db import Database
+from app.data.models import Direction, Message, MessageKind, MessageStatus
 from app.lines import add_line, get_or_create_organization
-from app.models import Direction, Message, MessageKind, MessageStatus
 from app.providers.base import Outgoing
 from app.providers.twilio import TwilioProvider
 from app.settings import Settings
 from tests.conftest import SHIPPED_KEYWORDS, TWILIO_SID, TWILIO_TOKEN, free_port
 from tests.twilio_stub import running_stub
-from workers.queue import Outbox
+from workers.queue import redis_outbox
 
 LINE = "+14155550100"
 OPTGATE = str(Path(sys.executable).parent / "optgate")
@@ -66,7 +66,7 @@ def baseline_rate(settings: Settings, count: int, concurrency: int) -> float:
 
 
 def gated_rate(settings: Settings, stub_received: list, count: int, workers: int) -> float:
-    Outbox(settings).campaign(
+    redis_outbox(settings).campaign(
         LINE, numbers(count, ("646", "718")[workers - 1]), "Hello", kind="transactional"
     )
     before = len(stub_received)
@@ -91,7 +91,7 @@ def gated_rate(settings: Settings, stub_received: list, count: int, workers: int
 
 
 def enqueue_time(settings: Settings, count: int) -> float:
-    outbox = Outbox(settings)
+    outbox = redis_outbox(settings)
     began = time.perf_counter()
     report = outbox.campaign(LINE, (n for n in numbers(count, "312")), "Hello")
     elapsed = time.perf_counter() - began

@@ -35,9 +35,9 @@ from app.addresses import normalize
 from app.consent import imports, ledger, reports
 from app.consent.queries import EVENT_COLUMNS
 from app.consent.values import Scope, Source, Status
-from app.db import Database
+from app.data.db import Database
+from app.data.models import ConsentEvent, ConsentRecord, ContactAddress, Line, Organization
 from app.lines import add_line, get_or_create_organization
-from app.models import ConsentEvent, ConsentRecord, ContactAddress, Line, Organization
 
 
 def seed(database: Database, events: int) -> tuple[Organization, list[Line]]:

@@ -3,9 +3,10 @@ docs/performance.md.
 
 It states the machine, the date, the commit and this command, then runs
 webhooks.py (gunicorn + wrk), keywords.py (the matcher), ledger.py (consent
-changes), outbound.py (the send gate and enqueueing) and reports.py (exports,
-snapshots, imports), each in its own process, one at a time so that none
-measures another's load. Every table carries its own baseline from the same run.
+changes), outbound.py (the send gate and enqueueing), reports.py (exports,
+snapshots, imports) and startup.py (how fast commands start), each in its own
+process, one at a time so that none measures another's load. Every table
+carries its own baseline from the same run.
 
 Usage: python bench/run.py [--quick] [--output FILE]
   --quick   smaller sizes (a few minutes instead of about half an hour), for a
@@ -43,7 +44,11 @@ BENCHMARKS = [
      ["--messages", "600", "--recipients", "20000"]),
     ("reports.py", ["--events", "1000000", "--imports", "5000"],
      ["--events", "20000", "--imports", "500"]),
+    ("startup.py", ["--rounds", "15"], ["--rounds", "3"]),
 ]  # fmt: skip
+
+#: The benchmarks that need no PostgreSQL.
+NO_POSTGRES = {"keywords.py", "startup.py"}
 
 
 def version(command: list[str], pattern: str = r"\d+(\.\d+)+") -> str:
@@ -108,7 +113,7 @@ def main() -> None:
         began = time.monotonic()
         result = subprocess.run(
             [sys.executable, str(BENCH / script), *(quick if args.quick else full),
-             *([] if script == "keywords.py" else ["--postgres", args.postgres])],
+             *([] if script in NO_POSTGRES else ["--postgres", args.postgres])],
             cwd=ROOT, capture_output=True, text=True,
         )  # fmt: skip
         if result.returncode != 0:

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 # The benchmarks import the test helpers (tests/ is not an installed package).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app import migrate
+from app.data import migrate
 from tests.conftest import SHIPPED_KEYWORDS, TWILIO_SID, TWILIO_TOKEN
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

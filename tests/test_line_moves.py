@@ -22,12 +22,10 @@ from flask import Flask
 from app import create_app
 from app.addresses import normalize, normalize_line
 from app.consent import history, ledger, moves
-from app.consent.policy import BlockReason, Outbound, decide_send
 from app.consent.rules import Point
 from app.consent.values import Channel, Scope, Source, Status
-from app.db import Database
-from app.lines import add_line, get_or_create_group, get_or_create_organization
-from app.models import (
+from app.data.db import Database
+from app.data.models import (
     ConsentEvent,
     Line,
     LineGroup,
@@ -36,8 +34,10 @@ from app.models import (
     Organization,
     utcnow,
 )
+from app.lines import add_line, get_or_create_group, get_or_create_organization
+from app.sending.policy import BlockReason, Outbound, decide_send
 from app.settings import Settings
-from tests.conftest import SHIPPED_KEYWORDS, truncate
+from tests.conftest import SHIPPED_KEYWORDS, consent_events, truncate
 from tests.test_cli import Run, cli_on
 from tests.web.test_webhooks import Twilio
 
@@ -324,14 +324,7 @@ def _staff_stop(org: Org, number: str, scope: Scope) -> None:
 
 
 def _events(org: Org) -> list[ConsentEvent]:
-    with org.database.transaction() as session:
-        return list(
-            session.scalars(
-                sa.select(ConsentEvent)
-                .where(ConsentEvent.address == CONTACT)
-                .order_by(ConsentEvent.seq)
-            )
-        )
+    return consent_events(org.database, CONTACT)
 
 
 def _memberships(org: Org) -> list[LineMembership]:

@@ -1,7 +1,7 @@
 """No phone number, email, message body or secret in a log line (app/logs.py): the
 masks, the safety-net formatter, gunicorn's access atoms, and the sources that mask
 (database errors in the web app, provider refusals in the worker) on real SQLite and
-PostgreSQL. tests/test_log_privacy.py runs the real processes."""
+PostgreSQL. tests/processes/test_log_privacy.py runs the real processes."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from app import logs
 from app.addresses import normalize_line
-from app.db import Database
+from app.data.db import Database
 from app.lines import add_line, get_or_create_organization
 from app.logs import (
     MaskingFormatter,
@@ -31,12 +31,12 @@ from app.logs import (
     mask_text,
 )
 from app.providers.twilio import TwilioProvider
+from app.sending.sender import Sender
 from app.settings import Settings
 from tests.conftest import free_port
 from tests.twilio_stub import running_stub, twilio_error
 from tests.web.admin import LINE_A, Admin, open_admin
-from workers.outbound import Sender
-from workers.queue import Outbox
+from workers.queue import redis_outbox
 
 NUMBER = "+14155550199"
 #: Forms of NUMBER that must not survive a mask.
@@ -360,14 +360,14 @@ def test_a_provider_refusal_naming_the_recipient_is_logged_masked(
         with database.transaction() as session:
             organization = get_or_create_organization(session, settings.default_organization)
             add_line(session, normalize_line(LINE_A), organization)
-        message_id = Outbox(settings, database).message(LINE_A, NUMBER, "Hi", "transactional")
+        message_id = redis_outbox(settings, database).message(LINE_A, NUMBER, "Hi", "transactional")
         sender = Sender(settings, database, TwilioProvider(settings), lambda *_: None)
-        with caplog.at_level(logging.INFO, "optgate.outbound"):
+        with caplog.at_level(logging.INFO, "optgate.sender"):
             assert sender.send_one(message_id) == "failed"
         sender.close()
         database.dispose()
 
-    lines = [plain(r) for r in caplog.records if r.name == "optgate.outbound"]
+    lines = [plain(r) for r in caplog.records if r.name == "optgate.sender"]
     assert any("failed: Twilio refused" in line for line in lines), lines
     assert any("bounced recorded for +1********99" in line for line in lines), lines
     assert not [line for line in lines if any(f in line for f in (NUMBER, *NUMBER_FORMS))]

@@ -9,9 +9,9 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.orm import Session
 
-from app import migrate
-from app.db import Database
-from app.models import Base, Organization
+from app.data import migrate
+from app.data.db import Database
+from app.data.models import Base, Organization
 
 
 def test_models_and_migrations_do_not_drift(database: Database) -> None:

@@ -17,9 +17,9 @@ import pytest
 import sqlalchemy as sa
 
 from app import create_app
-from app.db import Database
+from app.data.db import Database
+from app.data.models import HeldText, Line, Message, Organization
 from app.lines import get_or_create_organization
-from app.models import HeldText, Line, Message, Organization
 from app.settings import Settings
 from tests.conftest import SHIPPED_KEYWORDS
 from tests.test_cli import Run, cli_on

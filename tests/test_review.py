@@ -1,4 +1,4 @@
-"""app/review.py without Flask, on SQLite and PostgreSQL: which texts wait for a person,
+"""app/messages/review.py without Flask, on SQLite and PostgreSQL: which texts wait for a person,
 and what resolving one writes (or, refused, does not write).
 
 acme
@@ -19,15 +19,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from app import review
 from app.addresses import normalize, normalize_line
 from app.consent import queries
 from app.consent.values import Scope, Source
-from app.db import Database
-from app.errors import Conflict, InvalidChange, NotFound
-from app.keywords import Matcher, load, parse
-from app.lines import add_line, get_or_create_group, get_or_create_organization
-from app.models import (
+from app.data.db import Database
+from app.data.models import (
     ConsentEvent,
     Direction,
     Line,
@@ -35,7 +31,11 @@ from app.models import (
     MessageStatus,
     Organization,
 )
-from tests.conftest import SHIPPED_KEYWORDS
+from app.errors import Conflict, InvalidChange, NotFound
+from app.keywords import Matcher, load, parse
+from app.lines import add_line, get_or_create_group, get_or_create_organization
+from app.messages import review
+from tests.conftest import SHIPPED_KEYWORDS, cases
 
 CONTACT = "+14155550199"
 ACTOR = "alice (token agent1)"
@@ -306,11 +306,7 @@ REFUSALS: list[Any] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("sender", "resolution", "fields", "says"),
-    [case[1:] for case in REFUSALS],
-    ids=[case[0] for case in REFUSALS],
-)
+@cases(("sender", "resolution", "fields", "says"), REFUSALS)
 def test_a_resolution_that_does_not_fit_is_refused_and_leaves_the_text_pending(
     world: World, sender: str, resolution: str, fields: dict[str, Any], says: str
 ) -> None:

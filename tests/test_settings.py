@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from app.consent.limits import Limit
 from app.errors import SettingsError
-from app.quiet import Window
+from app.sending.limits import Limit
+from app.sending.quiet import Window
 from app.settings import (
     DEFAULT_DATABASE_URL,
     DEFAULT_QUIET_HOURS,

@@ -1,358 +1,42 @@
-"""The send job: claim → decide from committed state → hand to the provider → record.
-
-A job carries up to ``workers.queue.JOB_SIZE`` message ids; a worker process
-sends them ``OPTGATE_SEND_CONCURRENCY`` at a time from a thread pool, so the
-provider's latency, not RQ's per-job cost, bounds the rate.
-
-Each message goes through the hand-off protocol of app/handoff.py, which is
-what makes "no message leaves after its STOP was answered" true:
-
-- **claim**: ``queued`` → ``sending``, committed; a message claimed by
-  another worker (or not due yet) is skipped.
-- **decide**: the send policy (app/consent/policy.py) over the recipient's
-  state, read in a new transaction. Blocked → ``blocked`` with its reason.
-  Outside quiet hours → back to ``queued`` with a ``send_at``, and a job
-  scheduled for then.
-- **hand off**: within ``DECISION_TTL`` of the read, else decide again.
-- **record**: ``sent`` with the provider's id; or, when the provider refused:
-  a permanent error → ``failed`` with its code, and what the code means for
-  the recipient (21610: a carrier opt-out in the ledger; an invalid number:
-  bounced); a passing one (network, 429, 5xx) → ``queued`` again after a
-  backoff, at most ``MAX_ATTEMPTS`` hand-offs; an unknown outcome (the answer
-  never came) → ``failed``/``interrupted``, never resent.
-
-At most once: a message is handed over only by the worker that claimed it,
-and only while it is ``sending``; nothing moves a message back to ``queued``
-after a hand-off began except a refusal the provider answered. A worker
-killed mid-send leaves the message ``sending``: ``optgate requeue`` settles it
-as ``interrupted`` instead of sending it again.
+"""The send job: RQ calls ``send_messages`` with up to ``workers.queue.JOB_SIZE``
+message ids; the sender of app/sending/sender.py claims, decides and hands each
+one over. This module only wires that sender to the worker's environment: its
+settings, live keyword rules (their frequency limits), the provider, and the
+queue that takes a message deferred to a later time.
 """
 
 from __future__ import annotations
 
-import logging
-from collections import Counter
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cache
-from time import monotonic
 
-import sqlalchemy as sa
-from sqlalchemy.orm import Session
-
-from app import handoff, receipts
-from app.consent import history, policy
-from app.consent.limits import Limits
-from app.consent.rules import Point
-from app.db import Database
 from app.keywords.store import KeywordStore
-from app.logs import mask_address, mask_text
-from app.models import Direction, Line, Message, MessageKind, MessageStatus, utcnow
 from app.providers import get_provider
-from app.providers.base import Outgoing, Provider, ProviderError
+from app.sending.limits import Limits
+from app.sending.sender import Sender, limits_in_force
 from app.settings import Settings, configure_logging
+from workers.queue import redis_outbox
 
-log = logging.getLogger("optgate.outbound")
-
-#: Hand-offs tried at most for one message when the provider keeps failing for
-#: a passing reason; then it fails with the last error.
-MAX_ATTEMPTS = 5
-#: Seconds before the next try, after each passing failure (bounded backoff).
-BACKOFF = (10, 30, 90, 270)
 #: The provider that sends (the only one there is so far).
 PROVIDER = "twilio"
-
-#: Outcomes counted per job (the job's result in RQ).
-SENT, BLOCKED, DEFERRED, RETRY, FAILED, INTERRUPTED, SKIPPED = (
-    "sent",
-    "blocked",
-    "deferred",
-    "retry",
-    "failed",
-    "interrupted",
-    "skipped",
-)
-
-Schedule = Callable[[int, datetime], None]
-
-
-@dataclass(frozen=True)
-class Decision:
-    message: Message
-    outgoing: Outgoing
-    verdict: policy.Verdict
-
-
-@dataclass
-class Sender:
-    """Sends claimed messages; plain Python, so tests drive it without RQ."""
-
-    settings: Settings
-    database: Database
-    provider: Provider
-    #: Enqueues one message again for a later time.
-    schedule: Schedule
-    clock: Callable[[], datetime] = utcnow
-    #: The frequency limits in force now (keywords.yaml's, which may change while it runs).
-    limits: Callable[[], Limits] = Limits
-
-    def __post_init__(self) -> None:
-        self._pool = ThreadPoolExecutor(
-            max_workers=self.settings.send_concurrency, thread_name_prefix="optgate-send"
-        )
-
-    def send_all(self, message_ids: Sequence[int]) -> Counter[str]:
-        """Send each message (concurrently); the count of each outcome.
-
-        Messages are claimed and decided ``OPTGATE_SEND_CONCURRENCY`` at a time:
-        one statement claims them, one read decides them all (a handful of
-        queries), then each is handed over from the pool, decided again first
-        if that read has gone stale. Claiming no more than can be in flight
-        keeps what a killed worker leaves ``sending`` to what it was sending.
-        """
-        outcomes: Counter[str] = Counter()
-        size = self.settings.send_concurrency
-        for start in range(0, len(message_ids), size):
-            outcomes.update(self._send_batch(message_ids[start : start + size]))
-        return outcomes
-
-    def _send_batch(self, message_ids: Sequence[int]) -> Counter[str]:
-        with self.database.transaction() as session:
-            claimed = handoff.claim_many(session, message_ids, self.clock())
-        outcomes: Counter[str] = Counter()
-        if len(claimed) < len(message_ids):
-            # Another worker's, already done, or not due yet.
-            outcomes[SKIPPED] = len(message_ids) - len(claimed)
-        if claimed:
-            decided_at = monotonic()
-            # A read-only session: on SQLite it does not take the write lock, which
-            # the STOPs being answered meanwhile need.
-            with self.database.reads() as session:
-                decisions = self._decide(session, claimed)
-            outcomes.update(
-                self._pool.map(lambda decision: self._proceed(decision, decided_at), decisions)
-            )
-        return outcomes
-
-    def send_one(self, message_id: int) -> str:
-        """Send one message; its outcome."""
-        [outcome] = self.send_all([message_id]).elements()
-        return outcome
-
-    def _proceed(self, decision: Decision, decided_at: float) -> str:
-        while True:
-            message, verdict = decision.message, decision.verdict
-            if verdict.blocked is not None:
-                return self._block(message.id, verdict.blocked)
-            if verdict.defer_until is not None:
-                return self._later(message.id, verdict.defer_until, DEFERRED, message.attempts)
-            if monotonic() - decided_at <= handoff.DECISION_TTL:
-                return self._hand_off(message, decision.outgoing)
-            # Stale (a paused process, a slow batch): a STOP answered meanwhile did
-            # not wait for this hand-off, so decide again (app/handoff.py).
-            decided_at = monotonic()
-            with self.database.reads() as session:
-                [decision] = self._decide(session, [message.id])
-
-    def _decide(self, session: Session, message_ids: Sequence[int]) -> list[Decision]:
-        rows = session.execute(
-            sa.select(Message, Line)
-            .join(Line, Line.id == Message.line_id)
-            .where(Message.id.in_(message_ids))
-            .order_by(Message.id)
-        ).all()
-        states = history.states_of(session, ((m.organization_id, m.address) for m, _ in rows))
-        now = self.clock()
-        limits = self.limits()
-        sent = _marketing_sent(session, [m for m, _ in rows], limits, now) if limits else {}
-        decisions = []
-        for message, line in rows:
-            verdict = policy.decide_send(
-                policy.Outbound(
-                    recipient=message.address,
-                    line=line.address,
-                    point=Point(line.id, line.group_id),
-                    kind=message.kind or MessageKind.TRANSACTIONAL,
-                    topic=message.topic,
-                    require_opt_in=message.require_opt_in,
-                ),
-                states[(message.organization_id, message.address)],
-                now,
-                self.settings.quiet_hours,
-                limits,
-                sent.get((message.organization_id, message.address), []),
-            )
-            if limits and verdict.allowed and message.kind is MessageKind.MARKETING:
-                # The next message of the batch to this number counts this one.
-                sent.setdefault((message.organization_id, message.address), []).append(
-                    (message.topic, now)
-                )
-            outgoing = Outgoing(
-                sender=line.address,
-                recipient=message.address,
-                body=message.body,
-                status_callback=self._status_callback(message.id),
-            )
-            decisions.append(Decision(message, outgoing, verdict))
-        return decisions
-
-    def _status_callback(self, message_id: int) -> str | None:
-        if not self.settings.public_url:
-            return None  # nowhere the provider could reach; receipts need OPTGATE_PUBLIC_URL
-        # Our id rides along (signed by the provider with the URL): a receipt then
-        # finds a message whose provider id a dying worker never recorded.
-        return (
-            f"{self.settings.public_url}/webhooks/{self.provider.name}/status?message={message_id}"
-        )
-
-    def _hand_off(self, message: Message, outgoing: Outgoing) -> str:
-        try:
-            provider_id = self.provider.send(outgoing)
-        except ProviderError as error:
-            return self._refused(message, error)
-        now = self.clock()
-        with self.database.transaction() as session:
-            session.execute(
-                sa.update(Message)
-                .where(Message.id == message.id)
-                .values(
-                    # A fast receipt may have recorded the id and moved the status on.
-                    provider=sa.func.coalesce(Message.provider, self.provider.name),
-                    provider_message_id=sa.func.coalesce(Message.provider_message_id, provider_id),
-                    status=sa.case(
-                        (Message.status == MessageStatus.SENDING, MessageStatus.SENT.value),
-                        else_=Message.status,
-                    ),
-                    sent_at=now,
-                    updated_at=now,
-                )
-                .execution_options(synchronize_session=False)
-            )
-        return SENT
-
-    def _refused(self, message: Message, error: ProviderError) -> str:
-        # A provider's refusal may name the recipient ("The 'To' number ... is not valid").
-        said = mask_text(str(error), known=[message.address])
-        if error.maybe_sent:
-            log.warning("message %s: outcome unknown, not resent: %s", message.id, said)
-            self._fail(message.id, handoff.INTERRUPTED, error, message.attempts)
-            return INTERRUPTED
-        attempts = message.attempts + 1
-        if not error.permanent and attempts < MAX_ATTEMPTS:
-            delay = BACKOFF[min(attempts, len(BACKOFF)) - 1]
-            log.info("message %s: %s; trying again in %ss", message.id, said, delay)
-            return self._later(message.id, self.clock() + timedelta(seconds=delay), RETRY, attempts)
-        log.warning("message %s failed: %s", message.id, said)
-        code = error.code or ("refused" if error.permanent else "unreachable")
-        self._fail(message.id, code, error, attempts, effect=error.code)
-        return FAILED
-
-    def _fail(
-        self,
-        message_id: int,
-        code: str,
-        error: ProviderError,
-        attempts: int,
-        *,
-        effect: str | None = None,
-    ) -> None:
-        """Record the message failed; with ``effect``, apply what that provider code
-        means for the recipient (a carrier opt-out, a bounce) in the same transaction."""
-        with self.database.transaction() as session:
-            row = session.get(Message, message_id, with_for_update=True)
-            assert row is not None
-            row.status, row.error_code, row.attempts = MessageStatus.FAILED, code[:16], attempts
-            row.meta = {**(row.meta or {}), "error": str(error)[:500]}
-            if effect:
-                session.flush()
-                done = receipts.apply_error(session, self.provider, row, effect)
-                if done:
-                    log.info(
-                        "message %s: %s recorded for %s", row.id, done, mask_address(row.address)
-                    )
-
-    def _block(self, message_id: int, reason: policy.BlockReason) -> str:
-        with self.database.transaction() as session:
-            session.execute(
-                sa.update(Message)
-                .where(Message.id == message_id)
-                .values(
-                    status=MessageStatus.BLOCKED, block_reason=reason.value, updated_at=self.clock()
-                )
-                .execution_options(synchronize_session=False)
-            )
-        return BLOCKED
-
-    def _later(self, message_id: int, when: datetime, outcome: str, attempts: int) -> str:
-        """Give the claim back: the message waits in ``queued`` until ``when``."""
-        with self.database.transaction() as session:
-            session.execute(
-                sa.update(Message)
-                .where(Message.id == message_id, Message.status == MessageStatus.SENDING)
-                .values(
-                    status=MessageStatus.QUEUED,
-                    send_at=when,
-                    claimed_at=None,
-                    attempts=attempts,
-                    updated_at=self.clock(),
-                )
-                .execution_options(synchronize_session=False)
-            )
-        self.schedule(message_id, when)
-        return outcome
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
-
-
-def _marketing_sent(
-    session: Session, messages: Sequence[Message], limits: Limits, now: datetime
-) -> dict[tuple[int, str], list[tuple[str | None, datetime]]]:
-    """(topic, when) of the marketing messages each recipient got in the limits' longest
-    period: those handed to the provider, and those another worker hands over now."""
-    since = now - limits.longest
-    marketing = [m for m in messages if m.kind is MessageKind.MARKETING]
-    if not marketing:
-        return {}
-    sent: dict[tuple[int, str], list[tuple[str | None, datetime]]] = {}
-    rows = session.execute(
-        sa.select(Message.organization_id, Message.address, Message.topic, Message.sent_at).where(
-            Message.organization_id.in_({m.organization_id for m in marketing}),
-            Message.address.in_({m.address for m in marketing}),
-            Message.direction == Direction.OUTBOUND,
-            Message.kind == MessageKind.MARKETING,
-            Message.id.not_in([m.id for m in messages]),
-            sa.or_(Message.sent_at > since, Message.status == MessageStatus.SENDING),
-        )
-    )
-    for organization_id, address, topic, at in rows:
-        sent.setdefault((organization_id, address), []).append((topic, at or now))
-    return sent
-
-
-# -- the RQ job ---------------------------------------------------------------------------
 
 
 def send_messages(message_ids: list[int]) -> dict[str, int]:
     """RQ job: send these messages. Settings come from the worker's environment."""
-    return dict(_sender().send_all(message_ids))
+    return {str(outcome): n for outcome, n in _sender().send_all(message_ids).items()}
 
 
 @cache
 def _sender() -> Sender:
-    from workers.queue import Outbox
-
     settings = Settings.from_env()
     configure_logging(settings)
     # keywords.yaml's limits: the same live, last-good rules as the web processes read.
     keywords = KeywordStore(settings.keywords_path, settings.default_region)
     keywords.watch()
-    outbox = Outbox(settings, keywords=keywords)
+    outbox = redis_outbox(settings, keywords=keywords)
 
     def schedule(message_id: int, when: datetime) -> None:
-        outbox.dispatch([message_id], when)
+        outbox.jobs.dispatch([message_id], when)
 
     def limits() -> Limits:
         return limits_in_force(settings, keywords.matcher.config.limits)
@@ -360,10 +44,3 @@ def _sender() -> Sender:
     sender = Sender(settings, outbox.database, get_provider(PROVIDER, settings), schedule)
     sender.limits = limits
     return sender
-
-
-def limits_in_force(settings: Settings, configured: Limits) -> Limits:
-    """keywords.yaml's limits, with the deployment's OPTGATE_MARKETING_LIMIT as well."""
-    if settings.marketing_limit is None:
-        return configured
-    return Limits((*configured.overall, settings.marketing_limit), configured.topics)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rq import Queue, SimpleWorker
 
 from app.errors import SettingsError
-from app.quiet import require_zone_data
+from app.sending.quiet import require_zone_data
 from app.settings import Settings, configure_logging
 from workers.queue import QUEUE_NAMES, redis_connection
 

@@ -8,14 +8,14 @@ from typing import Any
 import click
 from sqlalchemy.orm import Session
 
-from app import handoff
 from app import lines as line_store
 from app.addresses import Address, normalize
 from app.cli import Context, json_option, organization_option, pass_context
 from app.consent import history, ledger, queries
 from app.consent.values import Channel, Flag, Scope, Source, Status, default_channel
+from app.data.models import Organization
 from app.errors import InvalidChange
-from app.models import Organization
+from app.sending import handoff
 
 
 @click.group()
@@ -194,7 +194,7 @@ def flag(
 
 def _wait_for_hand_offs(context: Context, org: Organization, address: Address) -> None:
     """Committed; as a texted STOP's answer, the command ends only once nothing is in
-    flight to the address (app/handoff.py), whether or not it changed anything."""
+    flight to the address (app/sending/handoff.py), whether or not it changed anything."""
     handoff.wait_for_hand_offs(context.database, org.id, address.value)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from app import migrate
 from app.cli import Context, pass_context
+from app.data import migrate
 
 
 @click.group()

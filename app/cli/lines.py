@@ -9,13 +9,14 @@ import click
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from app import handoff, inbound
 from app import lines as line_store
 from app.addresses import normalize_line
 from app.cli import Context, json_option, pass_context
 from app.consent.moves import move_line
+from app.data.models import HeldText, Organization
 from app.keywords import Matcher, load
-from app.models import HeldText, Organization
+from app.messages import inbound
+from app.sending import handoff
 
 
 @click.group()
@@ -143,11 +144,9 @@ def held(context: Context, as_json: bool) -> None:
         }
         for line, count, first, last in rows
     ]
-    if as_json:
-        click.echo(json.dumps(found, indent=2))
-        return
-    if not found:
-        click.echo("no texts are held: every text went to a line an organization has")
+    if _json_or_nothing(
+        found, as_json, "no texts are held: every text went to a line an organization has"
+    ):
         return
     for row in found:
         click.echo(
@@ -176,11 +175,7 @@ def list_(context: Context, organization: str | None, as_json: bool) -> None:
             }
             for view in views
         ]
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        click.echo("no lines yet: add one with `optgate lines add NUMBER`")
+    if _json_or_nothing(rows, as_json, "no lines yet: add one with `optgate lines add NUMBER`"):
         return
     for row in rows:
         extra = "  ".join(f"{key}={row[key]}" for key in ("group", "name") if row[key])
@@ -191,3 +186,15 @@ def list_(context: Context, organization: str | None, as_json: bool) -> None:
                 f"`optgate lines move {row['line']} --group {row['provider_group']} "
                 "--actor NAME` (opt-outs are kept in force)"
             )
+
+
+def _json_or_nothing(rows: list[dict[str, Any]], as_json: bool, none: str) -> bool:
+    """Print ``rows`` as JSON, or ``none`` when there are no rows; False when neither (the
+    caller then lists the rows as text)."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return True
+    if not rows:
+        click.echo(none)
+        return True
+    return False

@@ -8,7 +8,7 @@ from datetime import timedelta
 import click
 
 from app.cli import Context, json_option, pass_context
-from app.models import MessageKind
+from app.data.models import MessageKind
 
 
 @click.command()
@@ -37,9 +37,9 @@ def send(
     as_json: bool,
 ) -> None:
     """Queue one message; a worker decides at send time whether it may go."""
-    from workers.queue import Outbox
+    from workers.queue import redis_outbox
 
-    outbox = Outbox(context.settings, context.database)
+    outbox = redis_outbox(context.settings, context.database)
     message_id = outbox.message(line, to, body, kind, topic, require_opt_in, created_by="cli")
     if as_json:
         click.echo(json.dumps({"id": message_id, "status": "queued"}))
@@ -71,9 +71,9 @@ def requeue(context: Context, older_than: int, interrupted_after: int) -> None:
     workers were killed. Safe to run any time: a message in two jobs is still
     sent once, and one whose hand-off was cut off is never sent again.
     """
-    from workers.queue import Outbox
+    from workers.queue import redis_outbox
 
-    done = Outbox(context.settings, context.database).requeue(
+    done = redis_outbox(context.settings, context.database).requeue(
         timedelta(seconds=older_than), timedelta(seconds=interrupted_after)
     )
     click.echo(

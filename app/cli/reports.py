@@ -24,9 +24,8 @@ from app.cli import Context, organization_option, pass_context
 from app.consent import imports, reports
 from app.consent.queries import EVENT_COLUMNS
 from app.consent.values import Status
-from app.db import Database
-from app.keywords import load
-from app.models import Line, Organization
+from app.data.db import Database
+from app.data.models import Line, Organization
 
 #: The longest actor the history stores (models.ConsentEvent.actor).
 MOST_ACTOR = imports.MOST_ACTOR
@@ -219,6 +218,8 @@ def import_(
     database = context.database
     with database.reads() as session:
         org = line_store.find_organization(session, organization)
+    from app.keywords import load  # the rules' reader, only for an import (its topics)
+
     topics = load(context.settings.keywords_path, context.settings.default_region).topics
     kept: IO[str] | None = results.open("w", encoding="utf-8") if results else None
     try:

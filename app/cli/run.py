@@ -28,7 +28,7 @@ from app.cli import Context, pass_context
 @pass_context
 def web(context: Context, bind: str, workers: int | None, timeout: int) -> None:
     """Serve the web app (webhooks, API, health checks) with gunicorn."""
-    from app.serve import run_web
+    from app.runtime.serve import run_web
 
     run_web(context.settings, bind, workers, timeout=timeout)
 
@@ -58,7 +58,7 @@ def dev(port: int) -> None:
     OPTGATE_REDIS_URL; without a Redis URL it starts an embedded Redis.
     Ctrl-C stops it all.
     """
-    from app.devrun import run_dev
+    from app.runtime.devrun import run_dev
 
     # Raise rather than ctx.exit(code): under standalone_mode=False click hands
     # the code back as a return value, which main() does not pass on.

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from app.consent.rules import RecordKey, RecordState
 from app.consent.values import Channel, Flag, Scope, Source, Status
-from app.models import (
+from app.data.models import (
     GENESIS_HASH,
     ConsentEvent,
     ConsentRecord,

@@ -42,14 +42,14 @@ from typing import Any, TextIO
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
-from app import handoff
 from app import lines as line_store
 from app.addresses import Address, normalize
 from app.consent import ledger
 from app.consent.values import Channel, Flag, Scope, Source, Status, default_channel
-from app.db import Database
+from app.data.db import Database
+from app.data.models import Line, Organization
 from app.errors import ConsentRefused, InvalidAddress, InvalidChange, NotFound, OptgateError
-from app.models import Line, Organization
+from app.sending import handoff
 
 #: The columns a file may have; ``address`` and ``status`` are required.
 COLUMNS = ("address", "status", "line", "group", "channel", "topic", "reason")
@@ -412,7 +412,7 @@ def run(
                 if progress is not None:
                     progress()  # a web server may kill a request silent for long
         # Committed. Before any row is reported, nothing may still be on its way to
-        # a number the batch opted out, as after a texted STOP (app/handoff.py):
+        # a number the batch opted out, as after a texted STOP (app/sending/handoff.py):
         # whether the row changed anything or the number had stopped already.
         stopping = [
             result.address

@@ -63,8 +63,7 @@ from app.consent.values import (
     may_lift,
     strength,
 )
-from app.errors import ConsentRefused, InvalidChange, NotFound
-from app.models import (
+from app.data.models import (
     GENESIS_HASH,
     ConsentEvent,
     ConsentRecord,
@@ -75,6 +74,7 @@ from app.models import (
     Organization,
     utcnow,
 )
+from app.errors import ConsentRefused, InvalidChange, NotFound
 
 _TOPIC = re.compile(r"[a-z0-9][a-z0-9_]{0,63}")
 

@@ -37,10 +37,8 @@ from app.addresses import Address
 from app.consent import history, ledger
 from app.consent.rules import Point, RecordState, decide_level
 from app.consent.values import OVERALL, PHONE_CHANNELS, Channel, Scope, Status
-from app.db import Database
-from app.errors import InvalidChange, NotFound
-from app.lines import get_or_create_group
-from app.models import (
+from app.data.db import Database
+from app.data.models import (
     ConsentRecord,
     ContactAddress,
     Line,
@@ -48,6 +46,8 @@ from app.models import (
     LineMembership,
     Organization,
 )
+from app.errors import InvalidChange, NotFound
+from app.lines import get_or_create_group
 
 #: Addresses per transaction in the carry phase.
 BATCH = 500

@@ -19,9 +19,9 @@ from app.consent import history
 from app.consent.history import FlagValue
 from app.consent.rules import ORGANIZATION_POINT, Decision, Point, RecordState, decide
 from app.consent.values import EMAIL_CHANNELS, OVERALL, PHONE_CHANNELS, Channel, Flag, ScopeKind
+from app.data.models import ConsentEvent, Line, LineGroup, Organization
 from app.errors import InvalidChange
 from app.lines import LineView, list_lines
-from app.models import ConsentEvent, Line, LineGroup, Organization
 
 
 @dataclass(frozen=True)

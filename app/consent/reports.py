@@ -28,7 +28,7 @@ from app.consent import history
 from app.consent.queries import EVENT_COLUMNS, event_dict, iso, scope_names
 from app.consent.rules import Point, RecordState, decide
 from app.consent.values import OVERALL, Channel, ScopeKind, Status
-from app.models import ConsentEvent, ConsentRecord, ContactAddress, Line
+from app.data.models import ConsentEvent, ConsentRecord, ContactAddress, Line
 
 #: Makes a read-only session (``Database.reads``).
 Reads = Callable[[], Session]

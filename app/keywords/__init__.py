@@ -8,8 +8,10 @@ Pure: no Flask, no database. ``store.KeywordStore`` reloads an edited file
 in a running service.
 """
 
-from app.keywords.config import Config, ConfigError, Problem, load, parse
+from app.keywords.config import load, parse
 from app.keywords.intent import Action, Intent
 from app.keywords.matcher import Matcher
+from app.keywords.model import Config
+from app.keywords.problems import ConfigError, Problem
 
 __all__ = ["Action", "Config", "ConfigError", "Intent", "Matcher", "Problem", "load", "parse"]

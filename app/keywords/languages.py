@@ -33,7 +33,15 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from app.keywords import phrases
 from app.keywords.phrasebook import Kind, Mark, Node, Phrasebook, tokens
-from app.keywords.problems import ConfigError, Problem, key_line, kind_of, read_yaml, value_line
+from app.keywords.problems import (
+    ConfigError,
+    Problem,
+    key_line,
+    kind_of,
+    read_yaml,
+    unknown_keys,
+    value_line,
+)
 from app.keywords.text import words, words_as_written
 
 #: The lists of a language, in the order a file is best written in.
@@ -240,15 +248,8 @@ class _Lists:
         self.problems.append(Problem(self.path, line, message))
 
     def read(self, node: CommentedMap, where: str, draft: _Draft, allowed: Iterable[str]) -> None:
-        allowed = tuple(allowed)
-        for name in node:
-            if name not in allowed:
-                hint = difflib.get_close_matches(str(name), allowed, n=1, cutoff=0.6)
-                suggestion = f'did you mean "{hint[0]}"? ' if hint else ""
-                self.error(
-                    key_line(node, name),
-                    f"{where}{name}: unknown key; {suggestion}allowed here: {', '.join(allowed)}",
-                )
+        for problem_line, message in unknown_keys(node, where, allowed):
+            self.error(problem_line, message)
         if "name" in node:
             value = node["name"]
             if isinstance(value, str) and value.strip():

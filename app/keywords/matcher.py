@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.keywords import lookalikes, phrases, signs
-from app.keywords.config import Config, Responder, Rules, render
 from app.keywords.intent import NO_INTENT, Action, Intent
+from app.keywords.model import Config, Responder, Rules, render
 from app.keywords.phrasebook import tokens
 from app.keywords.text import words, words_as_written
 

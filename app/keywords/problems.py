@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,3 +86,17 @@ def value_line(node: Any, name: Any) -> int:
         return int(node.lc.value(name)[0]) + 1
     except (AttributeError, KeyError, TypeError):
         return key_line(node, name)
+
+
+def unknown_keys(node: Any, where: str, allowed: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """(line, message) for each key of the mapping ``node`` that is not ``allowed``,
+    suggesting the allowed key it looks most like."""
+    allowed = tuple(allowed)
+    for name in node:
+        if name not in allowed:
+            hint = difflib.get_close_matches(str(name), allowed, n=1, cutoff=0.6)
+            suggestion = f'did you mean "{hint[0]}"? ' if hint else ""
+            yield (
+                key_line(node, name),
+                f"{where}{name}: unknown key; {suggestion}allowed here: {', '.join(allowed)}",
+            )

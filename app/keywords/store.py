@@ -24,8 +24,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.keywords.config import Config, ConfigError, parse, unreadable
+from app.keywords.config import parse, unreadable
 from app.keywords.matcher import Matcher
+from app.keywords.model import Config
+from app.keywords.problems import ConfigError
 
 log = logging.getLogger("optgate.keywords")
 

@@ -2,20 +2,23 @@
 
 To add one: copy twilio.py and its test table, implement the Provider protocol
 (providers/base.py), and add a line here. Nothing else names a provider.
+
+Adapters are imported when first asked for, so that code which only names a
+provider (the inbound pipeline, the sender, the CLI) does not load its SDK.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cache
+from importlib import import_module
 
 from app.errors import NotFound
 from app.providers.base import Provider
-from app.providers.twilio import TwilioProvider
 from app.settings import Settings
 
-PROVIDERS: dict[str, Callable[[Settings], Provider]] = {
-    "twilio": TwilioProvider,
+#: name -> "module:class" of its adapter, a callable taking the Settings.
+PROVIDERS: dict[str, str] = {
+    "twilio": "app.providers.twilio:TwilioProvider",
 }
 
 
@@ -23,8 +26,8 @@ def configuration_warnings(settings: Settings) -> list[str]:
     """What each provider says is missing from its configuration."""
     return [
         warning
-        for make in PROVIDERS.values()
-        for warning in make(settings).configuration_warnings()
+        for name in PROVIDERS
+        for warning in get_provider(name, settings).configuration_warnings()
     ]
 
 
@@ -35,7 +38,9 @@ def get_provider(name: str, settings: Settings) -> Provider:
     Raises:
         NotFound: no such provider (naming the ones there are).
     """
-    factory = PROVIDERS.get(name)
-    if factory is None:
+    where = PROVIDERS.get(name)
+    if where is None:
         raise NotFound(f"no provider {name!r}; known: {', '.join(sorted(PROVIDERS))}")
-    return factory(settings)
+    module, _, factory = where.partition(":")
+    provider: Provider = getattr(import_module(module), factory)(settings)
+    return provider

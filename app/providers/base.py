@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, Protocol
 
+#: Seconds an adapter's connection to its provider may take to open before the
+#: send is abandoned. The hand-off protocol (app/sending/handoff.py) counts on
+#: it: a STOP waits this long, and a little more, for sends in flight.
+CONNECT_TIMEOUT = 3.0
+
 
 @dataclass(frozen=True)
 class WebhookRequest:
@@ -136,7 +141,7 @@ class ProviderError(Exception):
         maybe_sent: the request may have reached the provider, which may have
             taken the message (the answer timed out, the connection dropped
             after the request went out). Retrying could send it twice, so such
-            a message is never retried (at most once; see app/handoff.py).
+            a message is never retried (at most once; see app/sending/handoff.py).
     """
 
     def __init__(

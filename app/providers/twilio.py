@@ -37,9 +37,9 @@ from twilio.twiml.messaging_response import MessagingResponse
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from werkzeug.datastructures import MultiDict
 
-from app.handoff import CONNECT_TIMEOUT
 from app.keywords.text import key
 from app.providers.base import (
+    CONNECT_TIMEOUT,
     DeliveryStatus,
     ErrorClass,
     ErrorEffect,
@@ -87,7 +87,7 @@ _STATUSES = {
 _KEPT = ("AccountSid", "NumSegments", "NumMedia", "OptOutType", "FromCountry", "ToCountry")
 
 #: Every field the adapter reads, and the most characters it takes of it: the size of
-#: the column it ends up in (app/models.py). Twilio sends each of them once.
+#: the column it ends up in (app/data/models.py). Twilio sends each of them once.
 _ID = 64  # messages.provider_message_id, receipts.provider_message_id (Twilio's have 34)
 _ADDRESS = 320  # addresses.value, messages.address
 _META = 64  # a value kept in messages.meta (Twilio's are a few characters)
@@ -256,7 +256,7 @@ class TwilioProvider:
             )
         http = TwilioHttpClient(timeout=SEND_TIMEOUT)
         # requests takes (connect, read): the connect bound is part of the hand-off
-        # protocol (app/handoff.py); the constructor only takes one number.
+        # protocol (app/sending/handoff.py); the constructor only takes one number.
         http.timeout = (CONNECT_TIMEOUT, SEND_TIMEOUT)
         # One keep-alive connection per concurrent send (requests keeps 10 by default).
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=settings.send_concurrency)

@@ -6,34 +6,46 @@ Handlers get the request's database session from ``session()``; it is closed
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session
 
-from app.db import Database
+from app.data.db import Database
 from app.keywords.store import KeywordStore
+from app.sending.outbox import Outbox
 from app.settings import Settings
-from workers.queue import Outbox
+from workers.queue import RedisJobs
+
+T = TypeVar("T")
+
+
+def _extension(name: str, kind: type[T]) -> T:
+    """The app extension ``name``: a ``kind``, set up by create_app and init_app."""
+    value: T = current_app.extensions[name]
+    return value
 
 
 def settings() -> Settings:
-    value: Settings = current_app.extensions["optgate.settings"]
-    return value
+    return _extension("optgate.settings", Settings)
 
 
 def database() -> Database:
-    value: Database = current_app.extensions["optgate.database"]
-    return value
+    return _extension("optgate.database", Database)
 
 
 def keywords() -> KeywordStore:
-    value: KeywordStore = current_app.extensions["optgate.keywords"]
-    return value
+    return _extension("optgate.keywords", KeywordStore)
 
 
 def outbox() -> Outbox:
-    """Queues messages; its Redis connection pool is shared by the API and /readyz."""
-    value: Outbox = current_app.extensions["optgate.outbox"]
-    return value
+    """Queues messages (through ``jobs()``)."""
+    return _extension("optgate.outbox", Outbox)
+
+
+def jobs() -> RedisJobs:
+    """The RQ queue; its Redis connection pool is shared by the outbox and /readyz."""
+    return _extension("optgate.jobs", RedisJobs)
 
 
 def session() -> Session:
@@ -53,8 +65,10 @@ def _close_session(_error: BaseException | None) -> None:
 def init_app(app: Flask) -> None:
     from app.web import api, errors, health, webhooks
 
+    app.extensions["optgate.jobs"] = RedisJobs(app.extensions["optgate.settings"])
     app.extensions["optgate.outbox"] = Outbox(
         app.extensions["optgate.settings"],
+        app.extensions["optgate.jobs"],
         app.extensions["optgate.database"],
         app.extensions["optgate.keywords"],
     )

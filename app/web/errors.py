@@ -9,10 +9,19 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 from werkzeug.exceptions import HTTPException
 
-from app.errors import ConsentRefused, OptgateError
+from app.errors import Conflict, ConsentRefused, NotFound, OptgateError
 from app.logs import describe_database_error, frames
 
 log = logging.getLogger("optgate.web")
+
+
+#: The HTTP status of each kind of domain error; any other is the client's mistake (400).
+STATUS: dict[type[OptgateError], int] = {NotFound: 404, Conflict: 409, ConsentRefused: 409}
+
+
+def status_of(error: OptgateError) -> int:
+    """The status for ``error``: its own class's, or the nearest ancestor's."""
+    return next((STATUS[kind] for kind in type(error).__mro__ if kind in STATUS), 400)
 
 
 def _optgate_error(error: OptgateError) -> ResponseReturnValue:
@@ -20,7 +29,7 @@ def _optgate_error(error: OptgateError) -> ResponseReturnValue:
     if isinstance(error, ConsentRefused):
         body["reason"] = error.reason
         body["hint"] = error.hint
-    return jsonify(body), error.http_status
+    return jsonify(body), status_of(error)
 
 
 def _http_error(error: HTTPException) -> ResponseReturnValue:

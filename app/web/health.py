@@ -12,8 +12,8 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import migrate
-from app.web import database, keywords, outbox
+from app.data import migrate
+from app.web import database, jobs, keywords
 
 blueprint = Blueprint("health", __name__)
 
@@ -134,7 +134,7 @@ def _check_database() -> str:
 
 def _write_probe(connection: Connection) -> str | None:
     """Commit the no-op write; the schema revision (None before the first migration)."""
-    # On SQLite this begins with BEGIN IMMEDIATE (app.db): the wait for the write lock
+    # On SQLite this begins with BEGIN IMMEDIATE (app.data.db): the wait for the write lock
     # happens here, bounded by the probe's busy timeout.
     with connection.begin():
         if connection.dialect.name == "postgresql":
@@ -155,7 +155,7 @@ def _write_probe(connection: Connection) -> str | None:
 @contextmanager
 def _short_sqlite_busy_timeout(connection: Connection) -> Iterator[None]:
     """SQLite waits PROBE_TIMEOUT_MS for the write lock during the probe, not the 30 s of
-    app.db; the connection goes back to the pool with its own timeout."""
+    app.data.db; the connection goes back to the pool with its own timeout."""
     if connection.dialect.name != "sqlite":
         yield
         return
@@ -193,8 +193,8 @@ def _code(error: BaseException) -> str:
 
 def _check_redis() -> str:
     try:
-        # The outbox's connection pool: a probe every few seconds opens no new connection.
-        outbox().queue.connection.ping()
+        # The queue's connection pool: a probe every few seconds opens no new connection.
+        jobs().queue.connection.ping()
     except Exception as error:  # redis raises several unrelated types; all mean "not ready"
         return f"unreachable: {_first_line(error)}"
     return "ok"

@@ -19,10 +19,11 @@ from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import BadRequest, Forbidden
 
-from app import handoff, inbound, receipts
 from app.logs import mask_text
+from app.messages import inbound, receipts
 from app.providers import get_provider
 from app.providers.base import ForeignWebhook, MalformedWebhook, Provider, WebhookRequest
+from app.sending import handoff
 from app.settings import Settings
 from app.web import database, keywords, session, settings
 
@@ -44,10 +45,10 @@ def messages(provider_name: str) -> ResponseReturnValue:
     with db.begin():
         # A text sent to something that is no number (To) is found out only here.
         handled = _parse(lambda: inbound.handle(db, provider, text, keywords().matcher, settings()))
-    if handled.opted_out:
+    if handled.fence:
         # Committed; before it is answered, no message to the number may still be
-        # on its way to the provider (DESIGN.md rule 2, app/handoff.py).
-        handoff.wait_for_hand_offs(database(), *handled.opted_out)
+        # on its way to the provider (DESIGN.md rule 2, app/sending/handoff.py).
+        handoff.wait_for_hand_offs(database(), *handled.fence)
     reply = provider.render_reply(handled.reply)
     return Response(reply.body, content_type=reply.content_type)
 
@@ -70,7 +71,7 @@ def _our_message_id() -> int | None:
 
     It is part of the signed URL, so the provider vouches for it; it ties a
     receipt to a message whose hand-off was cut off before the provider's id
-    was recorded (see workers/outbound.py).
+    was recorded (see app/sending/sender.py).
     """
     raw = request.args.get("message", "")
     return int(raw) if raw.isdigit() and len(raw) < 19 else None

@@ -21,9 +21,9 @@ from app.addresses import Address, normalize
 from app.consent import history, ledger, queries
 from app.consent.rules import Decision, Point, decide
 from app.consent.values import Channel, Flag, Scope, Source, Status
-from app.db import Database
+from app.data.db import Database
+from app.data.models import ContactAddress, Line, LineGroup, Organization
 from app.lines import add_line, get_or_create_group, get_or_create_organization
-from app.models import ContactAddress, Line, LineGroup, Organization
 
 CONTACT = normalize("+14155550199")
 

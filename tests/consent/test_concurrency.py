@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from app.addresses import normalize
 from app.consent import history, ledger
 from app.consent.values import Flag, Scope, Source, Status
-from app.db import Database
+from app.data.db import Database
+from app.data.models import ConsentEvent, ContactAddress
 from app.lines import add_line, get_or_create_organization
-from app.models import ConsentEvent, ContactAddress
 
 THREADS = 6
 CHANGES_PER_THREAD = 20

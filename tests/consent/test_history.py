@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.consent import history
 from app.consent.values import Flag, Scope, Source, Status
-from app.models import ConsentEvent, ConsentRecord, ContactAddress
+from app.data.models import ConsentEvent, ConsentRecord, ContactAddress
 from tests.consent.conftest import World
 
 

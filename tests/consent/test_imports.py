@@ -25,9 +25,9 @@ import sqlalchemy as sa
 from app import addresses
 from app.consent import history, imports
 from app.consent.values import Channel, Flag, Scope, Source, Status
-from app.db import Database
+from app.data.db import Database
+from app.data.models import ConsentEvent, ContactAddress
 from app.errors import InvalidChange
-from app.models import ConsentEvent, ContactAddress
 from tests.consent.conftest import Acme
 from tests.consent.test_reports import number
 

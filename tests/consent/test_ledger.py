@@ -8,9 +8,9 @@ import sqlalchemy as sa
 from app.addresses import normalize
 from app.consent import history, ledger
 from app.consent.values import Channel, Flag, Scope, Source, Status
+from app.data.models import GENESIS_HASH, ConsentEvent, ContactAddress
 from app.errors import ConsentRefused, InvalidChange
 from app.lines import add_line
-from app.models import GENESIS_HASH, ConsentEvent, ContactAddress
 from tests.consent.conftest import CONTACT, World
 
 IN, OUT, UNKNOWN = Status.OPTED_IN, Status.OPTED_OUT, Status.NOT_DEFINED

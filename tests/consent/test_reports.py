@@ -28,9 +28,8 @@ from app.addresses import normalize
 from app.consent import ledger, queries, reports
 from app.consent.queries import EVENT_COLUMNS
 from app.consent.values import Channel, Flag, Scope, Source, Status
-from app.db import Database
-from app.lines import add_line, get_or_create_group
-from app.models import (
+from app.data.db import Database
+from app.data.models import (
     GENESIS_HASH,
     ConsentEvent,
     ContactAddress,
@@ -40,6 +39,7 @@ from app.models import (
     MessageStatus,
     Organization,
 )
+from app.lines import add_line, get_or_create_group
 from tests.consent.conftest import Acme
 
 IN, OUT = Status.OPTED_IN, Status.OPTED_OUT
@@ -110,17 +110,21 @@ def varied_history(acme: Acme, clock: Clock) -> list[str]:
     return [number(201), number(202), number(203), number(204), "jo@example.com"]
 
 
+def events_in_order(acme: Acme, addresses: list[str]) -> list[dict[str, Any]]:
+    """The history events of these addresses, in the order they were written."""
+    return sorted(
+        (event for address in addresses for event in acme.history(address)),
+        key=lambda event: event["id"],
+    )
+
+
 # -- the export: columns and values -------------------------------------------------------
 
 
 def test_every_exported_row_is_the_address_history_dict_of_its_event(
     db: Database, acme: Acme, clock: Clock
 ) -> None:
-    addresses = varied_history(acme, clock)
-    expected = sorted(
-        (event for address in addresses for event in acme.history(address)),
-        key=lambda event: event["id"],
-    )
+    expected = events_in_order(acme, varied_history(acme, clock))
     assert len(expected) == 7
     assert {event["message_id"] is None for event in expected} == {True, False}
 
@@ -133,11 +137,7 @@ def test_every_exported_row_is_the_address_history_dict_of_its_event(
 def test_the_csv_export_has_the_event_columns_and_each_row_is_its_event_as_text(
     db: Database, acme: Acme, clock: Clock
 ) -> None:
-    addresses = varied_history(acme, clock)
-    expected = sorted(
-        (event for address in addresses for event in acme.history(address)),
-        key=lambda event: event["id"],
-    )
+    expected = events_in_order(acme, varied_history(acme, clock))
     text = "".join(
         reports.csv_chunks(
             EVENT_COLUMNS, reports.iter_events(db.reads, reports.EventFilter(acme.org.id))
@@ -696,27 +696,24 @@ def test_counts_cover_only_the_chosen_lines(acme: Acme) -> None:
     assert report.numbers == 6
 
 
+def statuses_of(rows: list[dict[str, Any]], address: str) -> list[tuple[str, str, str]]:
+    """(line, status, because) of the snapshot rows of ``address``."""
+    return [
+        (row["line"], row["status"], row["because"]) for row in rows if row["address"] == address
+    ]
+
+
 def test_an_overall_opt_out_turns_a_topic_off_because_of_it(acme: Acme) -> None:
     snapshot_world(acme)
 
     _report, rows = snapshot(acme, topic="price_drop")
 
-    of_207 = [
-        (row["line"], row["status"], row["because"])
-        for row in rows
-        if row["address"] == number(207)
-    ]
-    assert of_207 == [
+    assert statuses_of(rows, number(207)) == [
         ("+14155550101", "opted_out", "overall_opt_out"),
         ("+14155550102", "opted_out", "overall_opt_out"),
         ("+14155550103", "opted_out", "overall_opt_out"),
     ]
-    of_208 = [
-        (row["line"], row["status"], row["because"])
-        for row in rows
-        if row["address"] == number(208)
-    ]
-    assert of_208 == [
+    assert statuses_of(rows, number(208)) == [
         ("+14155550101", "opted_in", "follows_overall"),
         ("+14155550102", "opted_out", "record"),
         ("+14155550103", "opted_in", "follows_overall"),

@@ -43,10 +43,10 @@ from app.consent.values import (
     Status,
     may_lift,
 )
-from app.db import Database
+from app.data.db import Database
+from app.data.models import ContactAddress
 from app.errors import ConsentRefused
 from app.lines import add_line, get_or_create_group, get_or_create_organization
-from app.models import ContactAddress
 
 NUMBERS = [normalize("+14155550199"), normalize("+14155550198")]
 LEVELS = ["", "price_drop", "new_arrival"]

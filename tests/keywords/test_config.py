@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from app.consent.limits import Limit, Limits
 from app.keywords import ConfigError, load, parse
+from app.sending.limits import Limit, Limits
 from tests.conftest import SHIPPED_KEYWORDS
 
 MINIMAL = """\

@@ -124,19 +124,6 @@ def test_a_bad_edit_keeps_the_last_good_rules_and_says_why(
     assert len(caplog.records) == 1
 
 
-def test_fixing_the_file_clears_the_problem(
-    store: KeywordStore, keywords_file: Path, clock: Clock
-) -> None:
-    good = keywords_file.read_text()
-    keywords_file.write_text(good.replace("brand: Acme Motors", "brand: [oops"))
-    clock.tick()
-    assert store.status() != "ok"
-    keywords_file.write_text(good.replace("brand: Acme Motors", "brand: Acme Cars"))
-    clock.tick()
-    assert store.status() == "ok"
-    assert store.matcher.match("HELP").reply.startswith("Acme Cars:")  # type: ignore[union-attr]
-
-
 def errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
 
@@ -184,17 +171,25 @@ def test_the_same_bad_edit_after_a_revert_is_degraded_again(
     assert len(errors_logged(caplog)) == 2
 
 
-def test_a_bad_edit_then_a_different_good_one_clears_the_problem(
-    store: KeywordStore, keywords_file: Path, clock: Clock
+@pytest.mark.parametrize(
+    ("bad", "brand"),
+    [
+        (("brand: Acme Motors", "brand: [oops"), "Acme Cars"),
+        (("  keywords: [START, UNSTOP, YES]", "  keywords: [YES]"), "Acme Trucks"),
+    ],
+    ids=["fixing the file", "a different good edit"],
+)
+def test_a_bad_edit_then_a_good_one_clears_the_problem(
+    store: KeywordStore, keywords_file: Path, clock: Clock, bad: tuple[str, str], brand: str
 ) -> None:
     good = keywords_file.read_text()
-    keywords_file.write_text(good.replace("  keywords: [START, UNSTOP, YES]", "  keywords: [YES]"))
+    keywords_file.write_text(good.replace(*bad))
     clock.tick()
     assert store.status() != "ok"
-    keywords_file.write_text(good.replace("brand: Acme Motors", "brand: Acme Trucks"))
+    keywords_file.write_text(good.replace("brand: Acme Motors", f"brand: {brand}"))
     clock.tick()
     assert store.status() == "ok"
-    assert store.matcher.match("HELP").reply.startswith("Acme Trucks:")  # type: ignore[union-attr]
+    assert store.matcher.match("HELP").reply.startswith(f"{brand}:")  # type: ignore[union-attr]
 
 
 def test_saving_the_same_bad_bytes_again_stays_degraded_and_logs_once(

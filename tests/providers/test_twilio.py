@@ -441,7 +441,7 @@ def test_a_json_body_that_is_not_an_inbound_text_is_malformed(
 
 # -- what no column can hold, or Twilio never sends, is refused -----------------------------
 
-#: Every field the adapter reads and the column that bounds it (app/models.py).
+#: Every field the adapter reads and the column that bounds it (app/data/models.py).
 COLUMN_LIMITS = [
     ("MessageSid", 64),
     ("SmsMessageSid", 64),
@@ -461,7 +461,7 @@ STATUS_LIMITS = [("MessageSid", 64), ("SmsSid", 64), ("MessageStatus", 20), ("Er
 
 
 def test_the_limits_are_the_columns_sizes() -> None:
-    from app.models import LineGroup, Message, Receipt
+    from app.data.models import LineGroup, Message, Receipt
 
     assert dict(COLUMN_LIMITS + STATUS_LIMITS + [("SmsStatus", 20)]) == twilio_module.FIELD_LIMITS
     assert Message.provider_message_id.type.length == Receipt.provider_message_id.type.length == 64

@@ -244,27 +244,17 @@ def _assert_message_sid(sid: str) -> None:
 # -- sends the contract accepts ---------------------------------------------------------
 
 
-def test_send_from_a_number_is_valid_for_twilio(twilio: TwilioProvider) -> None:
+@pytest.mark.parametrize(
+    "service_id", [None, SERVICE_SID], ids=["from a number", "through a messaging service"]
+)
+def test_a_send_is_valid_for_twilio(twilio: TwilioProvider, service_id: str | None) -> None:
     sid = twilio.send(
         Outgoing(
             sender="+14155550100",
             recipient="+14155550123",
             body="Your code is 1234",
             status_callback=STATUS_CALLBACK,
-        )
-    )
-
-    _assert_message_sid(sid)
-
-
-def test_send_through_a_messaging_service_is_valid_for_twilio(twilio: TwilioProvider) -> None:
-    sid = twilio.send(
-        Outgoing(
-            sender="+14155550100",
-            recipient="+14155550123",
-            body="Your code is 1234",
-            status_callback=STATUS_CALLBACK,
-            service_id=SERVICE_SID,
+            service_id=service_id,
         )
     )
 

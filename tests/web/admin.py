@@ -10,6 +10,7 @@ default (organization)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import count
@@ -26,9 +27,8 @@ from app import create_app
 from app.addresses import normalize, normalize_line
 from app.consent import ledger
 from app.consent.values import Channel, Flag, Scope, Source, Status
-from app.db import Database
-from app.lines import add_line, get_or_create_group, get_or_create_organization
-from app.models import (
+from app.data.db import Database
+from app.data.models import (
     ConsentEvent,
     Direction,
     Line,
@@ -38,8 +38,9 @@ from app.models import (
     Organization,
     utcnow,
 )
+from app.lines import add_line, get_or_create_group, get_or_create_organization
 from app.settings import Settings
-from tests.conftest import TWILIO_TOKEN, inbound_form
+from tests.conftest import TWILIO_TOKEN, add_inbound, add_message, consent_events, inbound_form
 
 LINE_A = "+14155550100"
 LINE_B = "+14155550101"
@@ -124,14 +125,7 @@ class Admin:
             return int(session.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
 
     def events(self, address: str = CONTACT) -> list[ConsentEvent]:
-        with self.database.transaction() as session:
-            return list(
-                session.scalars(
-                    sa.select(ConsentEvent)
-                    .where(ConsentEvent.address == address)
-                    .order_by(ConsentEvent.seq)
-                )
-            )
+        return consent_events(self.database, address)
 
     def line_id(self, number: str) -> int:
         with self.database.transaction() as session:
@@ -224,45 +218,31 @@ class Admin:
         created_at: datetime | None = None,
     ) -> int:
         """An inbound text row, as the webhook stores one (without its consent effects)."""
-        line_id, org_id = self.line_id(line), self.org_id()
-        with self.database.transaction() as session:
-            message = Message(
-                organization_id=org_id,
-                line_id=line_id,
-                direction=Direction.INBOUND,
-                address=sender,
-                body=body,
-                status=MessageStatus.RECEIVED,
-                provider="twilio",
-                provider_message_id=f"SM{next(_sids):032x}",
-                intent="none",
-                needs_review=needs_review,
-                created_at=created_at or utcnow(),
-            )
-            session.add(message)
-            session.flush()
-            return message.id
+        return add_inbound(
+            self.database,
+            line,
+            sender,
+            body,
+            provider="twilio",
+            provider_message_id=f"SM{next(_sids):032x}",
+            needs_review=needs_review,
+            created_at=created_at or utcnow(),
+        )
 
     def outbound(
         self, *, to: str = CONTACT, line: str = LINE_A, status: MessageStatus = MessageStatus.SENT
     ) -> int:
         """An outbound message row (``sending`` with ``claimed_at`` now: a hand-off in flight)."""
-        line_id, org_id = self.line_id(line), self.org_id()
-        now = utcnow()
-        with self.database.transaction() as session:
-            message = Message(
-                organization_id=org_id,
-                line_id=line_id,
-                direction=Direction.OUTBOUND,
-                address=to,
-                body="Sale this weekend",
-                status=status,
-                provider="twilio",
-                claimed_at=now if status is MessageStatus.SENDING else None,
-            )
-            session.add(message)
-            session.flush()
-            return message.id
+        return add_message(
+            self.database,
+            line,
+            direction=Direction.OUTBOUND,
+            address=to,
+            body="Sale this weekend",
+            status=status,
+            provider="twilio",
+            claimed_at=utcnow() if status is MessageStatus.SENDING else None,
+        )
 
 
 def api_app(
@@ -282,6 +262,21 @@ def api_app(
     return create_app(make_settings(**(values | settings)))
 
 
+@contextmanager
+def open_api(
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    redis_url: str,
+    **settings: Any,
+) -> Iterator[tuple[Flask, Database]]:
+    """``api_app`` and a Database on ``database_url``, both closed afterwards."""
+    app = api_app(make_settings, database_url, redis_url, **settings)
+    database = Database(database_url)
+    yield app, database
+    database.dispose()
+    app.extensions["optgate.database"].dispose()
+
+
 def open_admin(
     make_settings: Callable[..., Settings],
     database_url: str,
@@ -289,13 +284,10 @@ def open_admin(
     **settings: Any,
 ) -> Iterator[Admin]:
     """The app on ``database_url`` with lines A, B (in group west) and C; closed afterwards."""
-    app = api_app(make_settings, database_url, redis_url, **settings)
-    database = Database(database_url)
-    with database.transaction() as session:
-        org = get_or_create_organization(session, "default")
-        add_line(session, normalize_line(LINE_A), org, name="Main")
-        add_line(session, normalize_line(LINE_B), org, get_or_create_group(session, org, GROUP))
-        add_line(session, normalize_line(LINE_C), org)
-    yield Admin(app, app.test_client(), database)
-    database.dispose()
-    app.extensions["optgate.database"].dispose()
+    with open_api(make_settings, database_url, redis_url, **settings) as (app, database):
+        with database.transaction() as session:
+            org = get_or_create_organization(session, "default")
+            add_line(session, normalize_line(LINE_A), org, name="Main")
+            add_line(session, normalize_line(LINE_B), org, get_or_create_group(session, org, GROUP))
+            add_line(session, normalize_line(LINE_C), org)
+        yield Admin(app, app.test_client(), database)

@@ -18,17 +18,16 @@ from typing import Any
 import pytest
 import redis
 import sqlalchemy as sa
+from flask import Flask
 from flask.testing import FlaskClient
 from rq import Queue
 from rq.job import Job
 from werkzeug.test import TestResponse
 
 from app.addresses import normalize_line
-from app.consent.policy import MEANINGS, BlockReason
 from app.consent.queries import iso
-from app.db import Database
-from app.lines import add_line, get_or_create_organization
-from app.models import (
+from app.data.db import Database
+from app.data.models import (
     Campaign,
     ConsentEvent,
     Direction,
@@ -37,8 +36,10 @@ from app.models import (
     MessageKind,
     MessageStatus,
 )
-from app.settings import Settings
+from app.lines import add_line, get_or_create_organization
+from app.sending.policy import MEANINGS, BlockReason
 from app.web.api import MOST_DEPTH
+from tests.conftest import cases
 from tests.web.admin import (
     AGENT_SECRET,
     API,
@@ -48,7 +49,6 @@ from tests.web.admin import (
     LINE_A,
     MANAGER_SECRET,
     Admin,
-    api_app,
 )
 from workers.queue import SEND_JOB, job_id
 
@@ -117,19 +117,11 @@ def refusal(response: TestResponse, status: int, error: str) -> str:
 
 
 @pytest.fixture
-def api(
-    make_settings: Callable[..., Settings],
-    clean_database_url: str,
-    redis_url: str,
-    redis_client: redis.Redis,
-) -> Iterator[Api]:
-    app = api_app(make_settings, clean_database_url, redis_url)
-    database = Database(clean_database_url)
+def api(api_and_database: tuple[Flask, Database], redis_client: redis.Redis) -> Api:
+    app, database = api_and_database
     with database.transaction() as session:
         add_line(session, normalize_line(LINE), get_or_create_organization(session, "default"))
-    yield Api(app.test_client(), database, redis_client)
-    database.dispose()
-    app.extensions["optgate.database"].dispose()
+    return Api(app.test_client(), database, redis_client)
 
 
 # -- authentication and roles -----------------------------------------------------------
@@ -391,11 +383,7 @@ BAD_MESSAGES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("changes", "status", "error", "expected"),
-    [case[1:] for case in BAD_MESSAGES],
-    ids=[case[0] for case in BAD_MESSAGES],
-)
+@cases(("changes", "status", "error", "expected"), BAD_MESSAGES)
 def test_a_bad_message_is_refused_with_a_message_and_nothing_is_written(
     api: Api, changes: dict[str, Any], status: int, error: str, expected: str
 ) -> None:
@@ -607,11 +595,7 @@ BAD_CAMPAIGNS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("changes", "status", "error", "expected"),
-    [case[1:] for case in BAD_CAMPAIGNS],
-    ids=[case[0] for case in BAD_CAMPAIGNS],
-)
+@cases(("changes", "status", "error", "expected"), BAD_CAMPAIGNS)
 def test_a_bad_campaign_is_refused_with_a_message_and_nothing_is_written(
     api: Api, changes: dict[str, Any], status: int, error: str, expected: str
 ) -> None:

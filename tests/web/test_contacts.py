@@ -17,11 +17,12 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.test import TestResponse
 
-from app import handoff
 from app.addresses import normalize_line
 from app.consent.values import Flag, Source
+from app.data.models import ConsentEvent, ContactAddress, Message, MessageStatus
 from app.lines import add_line, get_or_create_organization
-from app.models import ConsentEvent, ContactAddress, Message, MessageStatus
+from app.sending import handoff
+from tests.conftest import cases
 from tests.web.admin import (
     API,
     CONTACT,
@@ -286,11 +287,7 @@ CONTACT_STOPS: list[Any] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("source", "scope", "line", "fields", "where", "how", "hint_line"),
-    [case[1:] for case in CONTACT_STOPS],
-    ids=[case[0] for case in CONTACT_STOPS],
-)
+@cases(("source", "scope", "line", "fields", "where", "how", "hint_line"), CONTACT_STOPS)
 def test_staff_cannot_lift_the_contacts_own_opt_out_and_are_told_how_it_can_be_lifted(
     admin: Admin,
     source: Source | str,
@@ -397,11 +394,7 @@ BAD_CHANGES: list[Any] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("url", "payload", "status", "error", "says"),
-    [case[1:] for case in BAD_CHANGES],
-    ids=[case[0] for case in BAD_CHANGES],
-)
+@cases(("url", "payload", "status", "error", "says"), BAD_CHANGES)
 def test_a_change_that_does_not_fit_answers_a_json_4xx_and_writes_nothing(
     admin: Admin, url: str, payload: dict[str, Any], status: int, error: str, says: str
 ) -> None:

@@ -25,8 +25,8 @@ from werkzeug.datastructures import MultiDict
 from app import create_app
 from app.addresses import normalize
 from app.consent import queries
-from app.db import Database
-from app.models import ConsentEvent, Message, Organization
+from app.data.db import Database
+from app.data.models import ConsentEvent, Message, Organization
 from app.settings import Settings
 from tests.conftest import TWILIO_SID, TWILIO_TOKEN, truncate
 

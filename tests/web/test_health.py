@@ -21,26 +21,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.exc import OperationalError
 
-from app import create_app
-from app.db import Database
+from app.data.db import Database
 from app.settings import Settings
 from app.web.health import PROBE_TIMEOUT_MS
 from tests.conftest import free_port
-
-
-@pytest.fixture
-def make_app() -> Iterator[Callable[[Settings], Flask]]:
-    """create_app, with each app's database engine disposed after the test."""
-    apps: list[Flask] = []
-
-    def build(settings: Settings) -> Flask:
-        app = create_app(settings)
-        apps.append(app)
-        return app
-
-    yield build
-    for app in apps:
-        app.extensions["optgate.database"].dispose()
 
 
 @pytest.fixture
@@ -205,7 +189,7 @@ def test_readyz_is_unavailable_on_a_sqlite_file_opened_read_only(
     path = tmp_path / "optgate.sqlite3"
     shutil.copy(sqlite_template, path)
     before = path.read_bytes()
-    # app.db makes the "parent directory" of a file: URI relative to the working directory.
+    # app.data.db makes the "parent directory" of a file: URI relative to the working directory.
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///file:{path}?mode=ro&uri=true"
 
@@ -420,7 +404,7 @@ def test_a_locked_database_fails_readiness_quickly_and_recovers(
     assert PROBE_TIMEOUT_MS / 1000 * 0.8 <= took < 3
     assert readyz(client)[0] == 200
     # The short waits were the probe's only: the pooled connection a webhook gets next
-    # still waits as app.db says.
+    # still waits as app.data.db says.
     assert engine.pool.checkedin() == 1
     with engine.connect() as connection:
         if connection.dialect.name == "sqlite":

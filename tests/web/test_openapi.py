@@ -29,16 +29,17 @@ from schemathesis.core.failures import Failure
 from schemathesis.core.transport import Response
 from werkzeug.test import TestResponse
 
-from app import create_app, migrate
+from app import create_app
 from app.addresses import normalize, normalize_line
 from app.consent import ledger
 from app.consent.values import Channel, Scope, Source, Status
-from app.db import Database
+from app.data import migrate
+from app.data.db import Database
+from app.data.models import MessageKind
 from app.lines import add_line, get_or_create_group, get_or_create_organization
-from app.models import Direction, Line, Message, MessageKind, MessageStatus
 from app.settings import Settings
 from app.web.api.openapi import SPEC
-from tests.conftest import SHIPPED_KEYWORDS, TWILIO_SID, TWILIO_TOKEN
+from tests.conftest import SHIPPED_KEYWORDS, TWILIO_SID, TWILIO_TOKEN, add_inbound
 
 PREFIX = "/api/v1"
 DOCUMENT: dict[str, Any] = YAML(typ="safe").load(SPEC.read_text(encoding="utf-8"))
@@ -117,21 +118,7 @@ class Api:
 
     def review_text(self, sender: str, body: str = "please don't text me anymore") -> int:
         """An inbound text to LINE waiting for review; its id."""
-        with self.database.transaction() as session:
-            line = session.query(Line).filter_by(address=LINE).one()
-            message = Message(
-                organization_id=line.organization_id,
-                line_id=line.id,
-                direction=Direction.INBOUND,
-                address=sender,
-                body=body,
-                status=MessageStatus.RECEIVED,
-                needs_review=True,
-                intent="none",
-            )
-            session.add(message)
-            session.flush()
-            return message.id
+        return add_inbound(self.database, LINE, sender, body, needs_review=True)
 
 
 @pytest.fixture(scope="module")

@@ -34,9 +34,8 @@ from werkzeug.test import TestResponse
 from app.addresses import normalize, normalize_line
 from app.consent import ledger
 from app.consent.values import Channel, Scope, Source, Status
-from app.db import Database
-from app.lines import add_line, get_or_create_group, get_or_create_organization
-from app.models import (
+from app.data.db import Database
+from app.data.models import (
     Campaign,
     ConsentEvent,
     Direction,
@@ -46,6 +45,7 @@ from app.models import (
     MessageStatus,
     utcnow,
 )
+from app.lines import add_line, get_or_create_group, get_or_create_organization
 from app.settings import Role, Settings
 from tests.web.admin import api_app
 
@@ -394,7 +394,7 @@ ROUTES: dict[tuple[str, str], list[Way]] = {
     ],
 }
 WAYS = [
-    pytest.param(route, number, id=f"{route[1].removeprefix('api.')}-{way.build.__name__}-{number}")
+    pytest.param(way, id=f"{route[1].removeprefix('api.')}-{way.build.__name__}-{number}")
     for route, ways in ROUTES.items()
     for number, way in enumerate(ways)
 ]
@@ -445,11 +445,10 @@ def tokens_of(org: str, way: Way) -> list[str]:
     return [SECRETS[org, role] for role in roles]
 
 
-@pytest.mark.parametrize(("route", "number"), WAYS)
+@pytest.mark.parametrize("way", WAYS)
 def test_another_organizations_thing_answers_as_one_that_does_not_exist(
-    world: World, route: tuple[str, str], number: int
+    world: World, way: Way
 ) -> None:
-    way = ROUTES[route][number]
     for org, other in (("acme", "beta"), ("beta", "acme")):
         for secret in tokens_of(org, way):
             # Built first: building a review request adds the text it names.
@@ -474,21 +473,17 @@ def test_another_organizations_thing_answers_as_one_that_does_not_exist(
             assert succeeded(own, way), own.get_data(as_text=True)
 
 
-@pytest.mark.parametrize(("route", "number"), WAYS)
-def test_the_operator_token_reaches_every_organization(
-    world: World, route: tuple[str, str], number: int
-) -> None:
-    way = ROUTES[route][number]
+@pytest.mark.parametrize("way", WAYS)
+def test_the_operator_token_reaches_every_organization(world: World, way: Way) -> None:
     for org in ("acme", "beta"):
         response = send(world, way.build(world, org, org, True), OPERATOR)
         assert succeeded(response, way), response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize(("route", "number"), WAYS)
+@pytest.mark.parametrize("way", WAYS)
 def test_a_token_of_an_organization_that_does_not_exist_yet_answers_404(
-    world: World, route: tuple[str, str], number: int
+    world: World, way: Way
 ) -> None:
-    way = ROUTES[route][number]
     request = way.build(world, "acme", "acme", False)  # first: it may add a text
     before = world.written()
 

@@ -20,8 +20,8 @@ from app import create_app
 from app.addresses import normalize
 from app.consent import ledger
 from app.consent.values import Flag, Source
-from app.db import Database
-from app.models import Organization
+from app.data.db import Database
+from app.data.models import Organization
 from app.settings import Settings
 from tests.conftest import SHIPPED_KEYWORDS
 from tests.web.test_webhooks import Twilio, reply_of

@@ -14,7 +14,7 @@ import csv
 import io
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from urllib.parse import quote
 import pytest
 import redis
 import sqlalchemy as sa
+from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -30,10 +31,9 @@ from app.addresses import normalize
 from app.consent import history, ledger, reports
 from app.consent.queries import EVENT_COLUMNS
 from app.consent.values import Scope, Source, Status
-from app.db import Database
+from app.data.db import Database
+from app.data.models import ConsentEvent, ContactAddress, Organization
 from app.lines import add_line, get_or_create_group
-from app.models import ConsentEvent, ContactAddress, Organization
-from app.settings import Settings
 from tests.consent.conftest import Acme, build_acme
 from tests.consent.test_reports import (
     T0,
@@ -43,7 +43,7 @@ from tests.consent.test_reports import (
     snapshot_world,
     varied_history,
 )
-from tests.web.admin import AGENT_SECRET, MANAGER_SECRET, api_app, bearer
+from tests.web.admin import AGENT_SECRET, MANAGER_SECRET, bearer
 
 EXPORT = "/api/v1/exports/consent-events.csv"
 SNAPSHOT = "/api/v1/reports/snapshot"
@@ -86,18 +86,9 @@ class Api:
 
 
 @pytest.fixture
-def api(
-    make_settings: Callable[..., Settings],
-    clean_database_url: str,
-    redis_url: str,
-    redis_client: redis.Redis,
-) -> Iterator[Api]:
-    database = Database(clean_database_url)
-    acme = build_acme(database)
-    app = api_app(make_settings, clean_database_url, redis_url)
-    yield Api(app.test_client(), acme)
-    database.dispose()
-    app.extensions["optgate.database"].dispose()
+def api(api_and_database: tuple[Flask, Database], redis_client: redis.Redis) -> Api:
+    app, database = api_and_database
+    return Api(app.test_client(), build_acme(database))
 
 
 @pytest.fixture
@@ -683,8 +674,8 @@ def test_an_import_of_several_batches_reports_every_row_once_in_file_order(api: 
 def test_an_import_may_be_larger_than_other_requests_but_not_without_bound(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app import MAX_REQUEST_BYTES
     from app.web.api import reports as views
+    from app.web.factory import MAX_REQUEST_BYTES
 
     # Past the 32 MB that bounds every other request: the file is read, here up to its
     # header, which it refuses (and nothing is applied).

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from werkzeug.test import TestResponse
 
-from app import handoff
-from app.models import ConsentEvent, ContactAddress, Direction, MessageStatus
+from app.data.models import ConsentEvent, ContactAddress, Direction, MessageStatus
+from app.sending import handoff
 from app.settings import Settings
-from tests.conftest import SHIPPED_KEYWORDS
+from tests.conftest import SHIPPED_KEYWORDS, cases
 from tests.web.admin import (
     API,
     CONTACT,
@@ -343,11 +343,7 @@ BAD_RESOLUTIONS: list[Any] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("sender", "fields", "error", "says"),
-    [case[1:] for case in BAD_RESOLUTIONS],
-    ids=[case[0] for case in BAD_RESOLUTIONS],
-)
+@cases(("sender", "fields", "error", "says"), BAD_RESOLUTIONS)
 def test_a_resolution_that_does_not_fit_answers_400_and_leaves_the_text_pending(
     admin: Admin, sender: str, fields: dict[str, Any], error: str, says: str
 ) -> None:
@@ -422,11 +418,7 @@ KEYWORD_CASES: list[Any] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("payload", "expected"),
-    [case[1:] for case in KEYWORD_CASES],
-    ids=[case[0] for case in KEYWORD_CASES],
-)
+@cases(("payload", "expected"), KEYWORD_CASES)
 def test_the_keyword_tester_says_what_a_text_would_do(
     admin: Admin, payload: dict[str, Any], expected: dict[str, Any]
 ) -> None:

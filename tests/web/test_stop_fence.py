@@ -2,7 +2,7 @@
 
 A message whose consent a worker read before the opt-out committed may still be
 on its way to the provider; the answer to the opt-out waits for it
-(app/handoff.py). That promise holds whatever the opt-out changed: a repeated
+(app/sending/handoff.py). That promise holds whatever the opt-out changed: a repeated
 STOP, Twilio redelivering the same STOP, a second system opting the number out
 again, a silence or do-not-contact already set, a review resolved as an opt-out
 of a number that had stopped already, an import row that changes nothing. Each
@@ -26,7 +26,7 @@ from werkzeug.datastructures import MultiDict
 
 from app.cli import main
 from app.consent.values import Flag
-from app.models import Message, MessageStatus
+from app.data.models import Message, MessageStatus
 from tests.conftest import SHIPPED_KEYWORDS, TWILIO_TOKEN, inbound_form
 from tests.web.admin import API, CONTACT, LINE_A, MANAGER_SECRET, Admin, bearer
 

@@ -44,8 +44,8 @@ from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 
 from app import create_app
-from app.db import Database
-from app.models import ConsentEvent, ContactAddress, Direction, Line, Message, Receipt
+from app.data.db import Database
+from app.data.models import ConsentEvent, ContactAddress, Direction, Line, Message, Receipt
 from app.providers.twilio import FIELD_LIMITS
 from app.settings import Settings
 from tests.conftest import TWILIO_SID, TWILIO_TOKEN
@@ -237,6 +237,13 @@ def test_a_signature_replayed_on_another_request_is_refused(target: Target) -> N
     check()
 
 
+def signed_post(
+    path: str, params: dict[str, str], how: str
+) -> tuple[str, str, Any, dict[str, str], str]:
+    """A form POST of ``params`` to ``path``, signed as Twilio signs it."""
+    return "POST", path, params, {"X-Twilio-Signature": signature(BASE + path, params)}, how
+
+
 @st.composite
 def malformed(draw: st.DrawFn) -> tuple[str, str, Any, dict[str, str], str]:
     """(method, path, body, headers, why), signed as Twilio signs what is sent."""
@@ -254,29 +261,17 @@ def malformed(draw: st.DrawFn) -> tuple[str, str, Any, dict[str, str], str]:
             params.pop("SmsMessageSid", None), params.pop("SmsSid", None)
         else:
             params[name] = draw(st.sampled_from(["", " "]) if name != "MessageSid" else st.just(""))
-        return (
-            "POST",
-            MESSAGES,
-            params,
-            {"X-Twilio-Signature": signature(BASE + MESSAGES, params)},
-            how,
-        )
+        return signed_post(MESSAGES, params, how)
     if how == "recipient":
         params = draw(inbound_params())
         params["To"] = draw(st.sampled_from(["hello", "+1", "not a number", "@@@", "++1415"]))
-        return (
-            "POST",
-            MESSAGES,
-            params,
-            {"X-Twilio-Signature": signature(BASE + MESSAGES, params)},
-            how,
-        )
+        return signed_post(MESSAGES, params, how)
     if how == "status-missing":
         params = draw(status_params())
         name = draw(st.sampled_from(["MessageSid", "MessageStatus"]))
         del params[name]
         params.pop("SmsSid", None), params.pop("SmsStatus", None)
-        return "POST", STATUS, params, {"X-Twilio-Signature": signature(BASE + STATUS, params)}, how
+        return signed_post(STATUS, params, how)
     path = draw(st.sampled_from([MESSAGES, STATUS]))
     headers = {"X-Twilio-Signature": signature(BASE + path, {})}
     if how in ("json", "json-list"):

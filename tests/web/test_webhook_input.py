@@ -26,8 +26,8 @@ from werkzeug.test import TestResponse
 from app import create_app
 from app.addresses import normalize
 from app.consent import queries
-from app.db import Database
-from app.models import ConsentEvent, Line, LineGroup, Message, Organization, Receipt
+from app.data.db import Database
+from app.data.models import ConsentEvent, Line, LineGroup, Message, Organization, Receipt
 from app.settings import Settings
 from tests.conftest import TWILIO_SID, TWILIO_TOKEN, inbound_form
 

@@ -20,8 +20,8 @@ from app import create_app
 from app.addresses import normalize
 from app.consent import ledger, queries
 from app.consent.values import Flag, Source
-from app.db import Database
-from app.models import (
+from app.data.db import Database
+from app.data.models import (
     ConsentEvent,
     ContactAddress,
     Direction,
@@ -33,7 +33,14 @@ from app.models import (
     Receipt,
 )
 from app.settings import Settings
-from tests.conftest import SHIPPED_KEYWORDS, TWILIO_SID, TWILIO_TOKEN, free_port, inbound_form
+from tests.conftest import (
+    SHIPPED_KEYWORDS,
+    TWILIO_SID,
+    TWILIO_TOKEN,
+    add_message,
+    free_port,
+    inbound_form,
+)
 from tests.providers import twilio_payloads as payloads
 
 LINE = "+14155550100"
@@ -118,20 +125,16 @@ class Twilio:
     def handed_over(self, body: str = "Sale this weekend") -> str:
         """An outbound message already handed to Twilio (status sent); its Twilio id."""
         message_id = sid()
-        with self.database.transaction() as session:
-            line = session.scalars(sa.select(Line).where(Line.address == LINE)).one()
-            session.add(
-                Message(
-                    organization_id=line.organization_id,
-                    line_id=line.id,
-                    direction=Direction.OUTBOUND,
-                    address=CONTACT,
-                    body=body,
-                    status=MessageStatus.SENT,
-                    provider="twilio",
-                    provider_message_id=message_id,
-                )
-            )
+        add_message(
+            self.database,
+            LINE,
+            direction=Direction.OUTBOUND,
+            address=CONTACT,
+            body=body,
+            status=MessageStatus.SENT,
+            provider="twilio",
+            provider_message_id=message_id,
+        )
         return message_id
 
     def messages(self) -> list[Message]:
@@ -153,18 +156,16 @@ def reply_of(response: Any) -> str | None:
 
 @pytest.fixture
 def build(
-    make_settings: Callable[..., Settings], clean_database_url: str
-) -> Iterator[Callable[..., Flask]]:
-    apps: list[Flask] = []
+    make_app: Callable[[Settings], Flask],
+    make_settings: Callable[..., Settings],
+    clean_database_url: str,
+) -> Callable[..., Flask]:
+    """An app on the test database, with these settings changed."""
 
     def make(**values: Any) -> Flask:
-        app = create_app(make_settings(database_url=clean_database_url, **values))
-        apps.append(app)
-        return app
+        return make_app(make_settings(database_url=clean_database_url, **values))
 
-    yield make
-    for app in apps:
-        app.extensions["optgate.database"].dispose()
+    return make
 
 
 @pytest.fixture

@@ -13,15 +13,17 @@ import redis
 import sqlalchemy as sa
 
 from app.addresses import normalize_line
-from app.db import Database
+from app.data.db import Database
+from app.data.models import Message
 from app.lines import add_line, get_or_create_organization
-from app.models import Message
 from app.providers.twilio import TwilioProvider
+from app.sending.outbox import Outbox
+from app.sending.sender import Sender
 from app.settings import Settings
 from tests.conftest import free_port
 from tests.twilio_stub import TwilioStub, running_stub
-from workers.outbound import Sender
-from workers.queue import Outbox
+from workers import outbound as outbound_module
+from workers.queue import redis_outbox
 
 LINE = "+14155550100"
 PUBLIC_URL = "https://sms.example.com"
@@ -66,6 +68,32 @@ class Outbound:
         with self.database.sessions() as session:
             return list(session.scalars(sa.select(Message).order_by(Message.id)))
 
+    def send_from_environment(
+        self, monkeypatch: pytest.MonkeyPatch, ids: list[int], **environ: str
+    ) -> dict[str, int]:
+        """Run the RQ job ``send_messages`` the way a worker does: with its
+        settings read from the environment (these settings, plus ``environ``)."""
+        settings = self.settings
+        variables = {
+            "OPTGATE_DATABASE_URL": settings.database_url,
+            "OPTGATE_REDIS_URL": settings.redis_url,
+            "OPTGATE_TWILIO_API_URL": settings.twilio_api_url or "",
+            "OPTGATE_QUIET_HOURS": "off",
+            "TWILIO_ACCOUNT_SID": settings.twilio_account_sid or "",
+            "TWILIO_AUTH_TOKEN": settings.twilio_auth_token or "",
+            "OPTGATE_KEYWORDS": str(settings.keywords_path),
+            **environ,
+        }
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        outbound_module._sender.cache_clear()
+        try:
+            return outbound_module.send_messages(ids)
+        finally:
+            outbound_module._sender().close()
+            outbound_module._sender().database.dispose()
+            outbound_module._sender.cache_clear()
+
 
 @pytest.fixture
 def outbound(
@@ -86,7 +114,7 @@ def outbound(
         with database.transaction() as session:
             organization = get_or_create_organization(session, settings.default_organization)
             add_line(session, normalize_line(LINE), organization)
-        env = Outbound(settings, database, stub, Outbox(settings, database), redis_client)
+        env = Outbound(settings, database, stub, redis_outbox(settings, database), redis_client)
         yield env
         for sender in env.senders:
             sender.close()

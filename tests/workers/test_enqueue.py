@@ -13,12 +13,13 @@ import pytest
 import sqlalchemy as sa
 from rq import Queue
 
+from app.data.models import Campaign, Message, MessageStatus
 from app.errors import InvalidAddress, InvalidMessage, NotFound
-from app.models import Campaign, Message, MessageStatus
+from app.sending import outbox as outbox_module
 from tests.conftest import free_port
 from tests.workers.conftest import LINE, Outbound
 from workers import queue as queue_module
-from workers.queue import Outbox, job_id
+from workers.queue import RedisJobs, job_id, redis_outbox
 
 
 def jobs(env: Outbound) -> list[Any]:
@@ -34,15 +35,15 @@ def test_a_message_row_is_committed_before_its_job_is_enqueued(
     outbound: Outbound, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen_at_dispatch: list[MessageStatus | None] = []
-    dispatch = Outbox.dispatch
+    dispatch = RedisJobs.dispatch
 
-    def checking_dispatch(self: Outbox, ids: Any, *args: Any, **kwargs: Any) -> None:
+    def checking_dispatch(self: RedisJobs, ids: Any, *args: Any, **kwargs: Any) -> None:
         # Another connection must already see the row: a worker may take the job at once.
         with outbound.database.sessions() as other:
             seen_at_dispatch.extend(other.get(Message, i).status for i in ids)  # type: ignore[union-attr]
         dispatch(self, ids, *args, **kwargs)
 
-    monkeypatch.setattr(Outbox, "dispatch", checking_dispatch)
+    monkeypatch.setattr(RedisJobs, "dispatch", checking_dispatch)
 
     message_id = outbound.queue("(415) 555-0123", "Your order shipped")
 
@@ -134,13 +135,14 @@ def test_a_long_campaign_tells_the_web_server_it_is_alive_after_every_chunk(
     outbound: Outbound, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # POST /api/v1/campaigns runs this in a web process, which gunicorn would
-    # otherwise replace halfway through a large list (app/heartbeat.py).
-    monkeypatch.setattr(queue_module, "CHUNK", 3)
+    # otherwise replace halfway through a large list (app/runtime/heartbeat.py).
+    monkeypatch.setattr(outbox_module, "CHUNK", 3)
     beats: list[int] = []
-    monkeypatch.setattr(queue_module.heartbeat, "beat", lambda: beats.append(len(beats)))
     numbers = [f"+141555500{n:02d}" for n in range(1, 10)]
 
-    outbound.outbox.campaign(LINE, numbers, "Prices drop today")
+    outbound.outbox.campaign(
+        LINE, numbers, "Prices drop today", progress=lambda: beats.append(len(beats))
+    )
 
     assert len(beats) == 3
 
@@ -148,7 +150,7 @@ def test_a_long_campaign_tells_the_web_server_it_is_alive_after_every_chunk(
 def test_a_campaign_queues_every_valid_row_and_reports_the_others(
     outbound: Outbound, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(queue_module, "CHUNK", 3)
+    monkeypatch.setattr(outbox_module, "CHUNK", 3)
     monkeypatch.setattr(queue_module, "JOB_SIZE", 2)
     read: list[int] = []
 
@@ -212,7 +214,7 @@ def test_a_scheduled_campaign_waits_in_rqs_scheduler(outbound: Outbound) -> None
 def test_with_redis_down_rows_stay_queued_and_requeue_sends_them_later(
     outbound: Outbound, caplog: pytest.LogCaptureFixture
 ) -> None:
-    down = Outbox(outbound.settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0"),
+    down = redis_outbox(outbound.settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0"),
                   outbound.database)  # fmt: skip
 
     with caplog.at_level(logging.WARNING, "optgate.queue"):

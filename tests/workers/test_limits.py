@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from app.consent.limits import Limit, Limits
-from app.models import Message, MessageStatus, utcnow
+from app.data.models import Message, MessageStatus, utcnow
+from app.sending.limits import Limit, Limits
 from tests.conftest import SHIPPED_KEYWORDS
 from tests.workers.conftest import Outbound
-from workers import outbound as outbound_module
 
 CONTACT, OTHER = "+14155550199", "+14155550188"
 
@@ -89,26 +88,12 @@ def test_the_rq_job_keeps_the_limits_of_keywords_yaml_and_the_setting(
     if written:
         shipped = shipped.replace("limits:\n  marketing: 4 per 30 days\n", written)
     rules.write_text(shipped, encoding="utf-8")
-    settings = outbound.settings
-    environ = {
-        "OPTGATE_DATABASE_URL": settings.database_url,
-        "OPTGATE_REDIS_URL": settings.redis_url,
-        "OPTGATE_TWILIO_API_URL": settings.twilio_api_url or "",
-        "OPTGATE_QUIET_HOURS": "off",
-        "TWILIO_ACCOUNT_SID": settings.twilio_account_sid or "",
-        "TWILIO_AUTH_TOKEN": settings.twilio_auth_token or "",
-        "OPTGATE_KEYWORDS": str(rules),
-        "OPTGATE_MARKETING_LIMIT": setting or "off",
-    }
-    for name, value in environ.items():
-        monkeypatch.setenv(name, value)
-    outbound_module._sender.cache_clear()
     ids = [outbound.queue(CONTACT, f"Deal {n}", "marketing") for n in range(6)]
-    try:
-        outcomes = outbound_module.send_messages(ids)
-    finally:
-        outbound_module._sender().close()
-        outbound_module._sender().database.dispose()
-        outbound_module._sender.cache_clear()
+    outcomes = outbound.send_from_environment(
+        monkeypatch,
+        ids,
+        OPTGATE_KEYWORDS=str(rules),
+        OPTGATE_MARKETING_LIMIT=setting or "off",
+    )
 
     assert outcomes == {"sent": sent, "blocked": 6 - sent}

@@ -1,6 +1,6 @@
 """The send job end to end: claim, the policy at send time, the hand-off to a local
 Twilio stub through the real twilio client, and what is recorded — on SQLite and
-PostgreSQL. Also the hand-off protocol with the STOP webhook (app/handoff.py)."""
+PostgreSQL. Also the hand-off protocol with the STOP webhook (app/sending/handoff.py)."""
 
 from __future__ import annotations
 
@@ -15,21 +15,22 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from app import create_app, handoff
+from app import create_app
 from app.addresses import normalize
 from app.consent import ledger
 from app.consent.values import Channel, Flag, Scope, Source, Status
-from app.db import Database
-from app.models import Line, Message, MessageStatus
+from app.data.db import Database
+from app.data.models import Line, MessageStatus
 from app.providers import twilio as twilio_module
 from app.providers.base import Outgoing
-from tests.conftest import free_port
+from app.sending import handoff
+from app.sending import sender as sender_module
+from app.sending.sender import MAX_ATTEMPTS
+from tests.conftest import add_message, free_port
 from tests.twilio_stub import Answer, twilio_error
 from tests.web.test_webhooks import Twilio
 from tests.workers.conftest import LINE, PUBLIC_URL, Outbound
-from workers import outbound as outbound_module
-from workers.outbound import MAX_ATTEMPTS
-from workers.queue import Outbox
+from workers.queue import redis_outbox
 
 CONTACT = "+14155550123"
 OTHER = "+14155550124"
@@ -69,7 +70,7 @@ def flag(env: Outbound, name: Flag, number: str = CONTACT) -> None:
 
 
 def flag_is_set(env: Outbound, name: Flag, number: str = CONTACT) -> bool:
-    from app.models import ContactAddress, FlagState
+    from app.data.models import ContactAddress, FlagState
 
     with env.database.sessions() as session:
         row = session.scalars(
@@ -82,21 +83,16 @@ def flag_is_set(env: Outbound, name: Flag, number: str = CONTACT) -> bool:
 
 def insert_queued(env: Outbound, address: str, **values: Any) -> int:
     """A queued row written directly (for what enqueueing itself refuses)."""
-    with env.database.transaction() as session:
-        line = session.scalars(sa.select(Line).where(Line.address == LINE)).one()
-        row = Message(
-            organization_id=line.organization_id,
-            line_id=line.id,
-            direction="outbound",
-            address=address,
-            body="Hello",
-            kind=values.pop("kind", "transactional"),
-            status=values.pop("status", MessageStatus.QUEUED),
-            **values,
-        )
-        session.add(row)
-        session.flush()
-        return row.id
+    return add_message(
+        env.database,
+        LINE,
+        direction="outbound",
+        address=address,
+        body="Hello",
+        kind=values.pop("kind", "transactional"),
+        status=values.pop("status", MessageStatus.QUEUED),
+        **values,
+    )
 
 
 # -- sent ---------------------------------------------------------------------------------
@@ -370,7 +366,7 @@ def test_21610_on_send_records_a_carrier_opt_out_and_blocks_what_follows(
     assert (second.status, second.block_reason) == (MessageStatus.BLOCKED, "opted_out")
     assert len(outbound.stub.received) == 1
     with outbound.database.sessions() as session:
-        from app.models import ConsentEvent
+        from app.data.models import ConsentEvent
 
         [event] = session.scalars(sa.select(ConsentEvent)).all()
     assert (event.source, event.new_value, event.message_id) == ("carrier", "opted_out", first.id)
@@ -417,7 +413,7 @@ def test_a_stale_decision_is_taken_again_before_the_hand_off(
             return looks[0] + handoff.DECISION_TTL + 1
         return looks[-1]
 
-    monkeypatch.setattr(outbound_module, "monotonic", paused_worker_clock)
+    monkeypatch.setattr(sender_module, "monotonic", paused_worker_clock)
 
     assert outbound.sender().send_one(message_id) == "blocked"
     assert len(looks) == 3, "decided twice"
@@ -626,7 +622,7 @@ def test_requeue_settles_dead_hand_offs_and_enqueues_what_redis_lost(
     fresh = outbound.queue("+14155550126")  # its job is in Redis: left alone
     outbound.redis.flushdb()  # Redis lost everything
 
-    done = Outbox(outbound.settings, outbound.database).requeue()
+    done = redis_outbox(outbound.settings, outbound.database).requeue()
 
     assert (done.queued, done.scheduled, done.interrupted) == (1, 1, 1)
     queue = Queue("outbound", connection=outbound.redis)
@@ -644,24 +640,6 @@ def test_requeue_settles_dead_hand_offs_and_enqueues_what_redis_lost(
 def test_the_rq_job_sends_with_settings_from_the_environment(
     outbound: Outbound, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = outbound.settings
-    environ = {
-        "OPTGATE_DATABASE_URL": settings.database_url,
-        "OPTGATE_REDIS_URL": settings.redis_url,
-        "OPTGATE_TWILIO_API_URL": settings.twilio_api_url or "",
-        "OPTGATE_QUIET_HOURS": "off",
-        "TWILIO_ACCOUNT_SID": settings.twilio_account_sid or "",
-        "TWILIO_AUTH_TOKEN": settings.twilio_auth_token or "",
-        "OPTGATE_KEYWORDS": str(settings.keywords_path),
-    }
-    for name, value in environ.items():
-        monkeypatch.setenv(name, value)
-    outbound_module._sender.cache_clear()
     message_id = outbound.queue(CONTACT)
-    try:
-        assert outbound_module.send_messages([message_id]) == {"sent": 1}
-    finally:
-        outbound_module._sender().close()
-        outbound_module._sender().database.dispose()
-        outbound_module._sender.cache_clear()
+    assert outbound.send_from_environment(monkeypatch, [message_id]) == {"sent": 1}
     assert outbound.message(message_id).status is MessageStatus.SENT

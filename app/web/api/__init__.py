@@ -40,9 +40,9 @@ from werkzeug.exceptions import BadRequest, Forbidden, Unauthorized
 from app.addresses import Address, normalize
 from app.consent import queries
 from app.consent.reports import parse_bound
+from app.data.models import Line, Organization
 from app.errors import InvalidAddress, InvalidRequest, NotFound, OptgateError
 from app.lines import find_line, find_organization
-from app.models import Line, Organization
 from app.settings import ApiToken, Role
 from app.web import session, settings
 

@@ -16,13 +16,13 @@ from flask import g, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import Forbidden
 
-from app import handoff
 from app.addresses import Address
 from app.consent import ledger, queries
 from app.consent.values import Channel, Flag, Scope, Source, Status, default_channel
+from app.data.models import ConsentEvent, Organization
 from app.errors import InvalidChange
 from app.lines import find_group
-from app.models import ConsentEvent, Organization
+from app.sending import handoff
 from app.settings import Role
 from app.web import database, keywords, session
 from app.web.api import (

@@ -13,9 +13,10 @@ from flask import g, jsonify, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import Forbidden
 
-from app.consent.policy import MEANINGS, BlockReason
+from app.data.models import Campaign, Direction, Line, Message
 from app.errors import InvalidMessage, NotFound
-from app.models import Campaign, Direction, Line, Message
+from app.runtime import heartbeat
+from app.sending.policy import MEANINGS, BlockReason
 from app.settings import Role
 from app.web import outbox, session
 from app.web.api import (
@@ -138,6 +139,8 @@ def create_campaign() -> ResponseReturnValue:
         name=fields.optional_text("name"),
         send_at=fields.time("send_at"),
         created_by=g.api_token.name,
+        # A campaign of many thousands takes a while: check in with gunicorn as it goes.
+        progress=heartbeat.beat,
     )
     answer = {**queued.as_dict(), "url": url_for(".campaign", id=queued.id)}
     return jsonify(answer), 202

@@ -2,7 +2,7 @@
 
 Answers stream: the export and the snapshot read the database a batch at a
 time while they answer, and an import reads the upload as it arrives. Each
-checks in with the web server as it goes (app/heartbeat.py), so a long one
+checks in with the web server as it goes (app/runtime/heartbeat.py), so a long one
 is not taken for a hung worker. Errors in the request are found before the
 first byte is sent, so they still answer a JSON 4xx.
 """
@@ -20,12 +20,12 @@ from flask import Response, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import LengthRequired, RequestEntityTooLarge, UnsupportedMediaType
 
-from app import heartbeat
 from app.consent import imports, reports
 from app.consent.queries import EVENT_COLUMNS, iso
 from app.consent.values import Status
+from app.data.models import Line, Organization, utcnow
 from app.errors import InvalidRequest
-from app.models import Line, Organization, utcnow
+from app.runtime import heartbeat
 from app.settings import Role
 from app.web import database, keywords, session, settings
 from app.web.api import (

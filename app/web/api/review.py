@@ -9,10 +9,11 @@ import sqlalchemy as sa
 from flask import g, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 
-from app import handoff, review
 from app.addresses import normalize_line
+from app.data.models import Line, LineGroup, Message
 from app.errors import InvalidChange, InvalidRequest, NotFound
-from app.models import Line, LineGroup, Message
+from app.messages import review
+from app.sending import handoff
 from app.settings import Role
 from app.web import database, keywords, session, settings
 from app.web.api import (
@@ -82,7 +83,7 @@ def resolve(id: int) -> ResponseReturnValue:
     db.commit()
     if resolution is review.Resolution.OPT_OUT:
         # Also when the opt-out changed nothing (the contact had stopped already): the
-        # answer promises that nothing leaves any more (app/handoff.py).
+        # answer promises that nothing leaves any more (app/sending/handoff.py).
         handoff.wait_for_hand_offs(database(), message.organization_id, message.address)
     return jsonify(answer)
 

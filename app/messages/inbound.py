@@ -1,0 +1,413 @@
+"""One inbound text: dedupe → register the line → match → ledger → reply.
+
+Called by the webhook inside its transaction; the caller commits, and only
+then answers the provider, so an answered STOP is already in force (DESIGN.md
+rule 3). Pure domain: a session, a provider, a matcher and settings in; no
+Flask.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.addresses import Address, AddressKind, normalize, normalize_line
+from app.consent import history, ledger
+from app.consent.rules import Point, decide
+from app.consent.values import Channel, Flag, Scope, Source, Status
+from app.data.models import Direction, HeldText, Line, LineGroup, Message, MessageStatus, utcnow
+from app.errors import InvalidAddress
+from app.keywords import Intent, Matcher
+from app.keywords.intent import Action
+from app.keywords.text import key
+from app.lines import register_line
+from app.providers.base import InboundText, MalformedWebhook, Provider
+from app.sending.handoff import Fence
+from app.settings import Settings
+
+#: The consent change each action asks for: (status, topic-level?).
+_CHANGES = {
+    Action.OPT_OUT: (Status.OPTED_OUT, False),
+    Action.OPT_IN: (Status.OPTED_IN, False),
+    Action.TOPIC_OPT_OUT: (Status.OPTED_OUT, True),
+    Action.TOPIC_OPT_IN: (Status.OPTED_IN, True),
+}
+log = logging.getLogger("optgate.inbound")
+
+_PROVIDER_ACTIONS = {"opt_out": Status.OPTED_OUT, "opt_in": Status.OPTED_IN}
+#: Replies that tell the contact they will get texts: not to a number on do-not-contact.
+_PROMISING = frozenset({Action.OPT_IN, Action.TOPIC_OPT_IN, Action.RESPONDER})
+#: Replies never held back by the reply-loop limit.
+_ALWAYS_ANSWERED = frozenset({Action.OPT_OUT, Action.TOPIC_OPT_OUT, Action.HELP})
+#: Intents (as stored on the message) whose answer promises that sending has stopped.
+_STOP_INTENTS = frozenset({Action.OPT_OUT.value, Action.TOPIC_OPT_OUT.value})
+
+
+@dataclass(frozen=True)
+class Handled:
+    #: The text to answer with (None: no reply).
+    reply: str | None
+    #: Set when the text opted out of something: the answer waits until no
+    #: hand-off to that number is in flight (app/sending/handoff.py).
+    fence: Fence | None = None
+    #: No organisation has the line: the text was kept for a person (HeldText).
+    held: bool = False
+
+
+def handle(
+    session: Session, provider: Provider, text: InboundText, matcher: Matcher, settings: Settings
+) -> Handled:
+    """Apply one inbound text.
+
+    Raises:
+        MalformedWebhook: the text was not sent to a number or short code.
+    """
+    try:
+        line_address = normalize_line(text.recipient, settings.default_region)
+    except InvalidAddress as error:
+        raise MalformedWebhook(f"To: {error}") from None
+    sender = _contact(text.sender, settings)
+    line = register_line(
+        session,
+        line_address,
+        settings.default_organization,
+        text.service_id,
+        via=f"the {provider.name} webhook",
+    )
+    if line is None:
+        _hold(session, text, line_address)
+        return Handled(None, held=True)
+    group = session.get(LineGroup, line.group_id) if line.group_id else None
+    group_name = group.name if group else None
+    intent = matcher.match(text.body, line=line.address, group=group_name)
+    # A provider's retry is found by the insert (the provider's id is unique),
+    # not by a look-up before it: one statement fewer for the 95 % that are new.
+    message = _record(session, provider, text, sender, line, intent)
+    if message is None:
+        first = _find(session, provider, text)
+        assert first is not None  # found, or committed by the delivery that won the race
+        # A retried STOP is answered as the first was: only once nothing is in flight.
+        stops = _stops(intent, text) or first.intent in _STOP_INTENTS
+        return Handled(first.reply, _fence(session, line, sender) if stops else None)
+
+    if sender is None or sender.kind is not AddressKind.PHONE or _is_our_line(session, sender):
+        # Short codes, alphanumeric senders and our own lines are robots: their
+        # texts are kept, but they neither change consent nor get an answer.
+        session.flush()
+        return Handled(None)
+
+    _apply_consent(session, text, intent, matcher, line, message, sender)
+    _clear_bounce(session, line, sender, message)
+    short_code = line_address.kind is AddressKind.SHORT_CODE
+    reply = _reply(
+        session, provider, text, intent, matcher, line, group_name, short_code, sender, settings
+    )
+    if reply is not None:  # most texts get none: no UPDATE for them
+        message.reply = reply
+    session.flush()
+    # Every opt-out waits, whether or not it changed anything: a second STOP, or one
+    # the number had already sent, promises as much as the first (app/sending/handoff.py).
+    fence = Fence(line.organization_id, sender.value) if _stops(intent, text) else None
+    return Handled(reply, fence)
+
+
+def _record(
+    session: Session,
+    provider: Provider,
+    text: InboundText,
+    sender: Address | None,
+    line: Line,
+    intent: Intent,
+) -> Message | None:
+    """The message row, or None when the provider delivered it before.
+
+    Two deliveries of one message at once: the second insert waits for the
+    first transaction and then fails on the unique provider id; it is a
+    duplicate, answered like the first.
+    """
+    message = Message(
+        organization_id=line.organization_id,
+        line_id=line.id,
+        direction=Direction.INBOUND,
+        address=sender.value if sender else text.sender.strip()[:320],
+        body=text.body,
+        status=MessageStatus.RECEIVED,
+        provider=provider.name,
+        provider_message_id=text.message_id,
+        meta=dict(text.extras) or None,
+        intent=intent.action.value,
+        needs_review=intent.needs_review,
+    )
+    try:
+        with session.begin_nested():
+            session.add(message)
+            session.flush()
+    except IntegrityError:
+        return None
+    return message
+
+
+def _hold(session: Session, text: InboundText, line: Address) -> None:
+    """Keep a text to a line no organisation has, once (providers retry), for later."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(
+        insert(HeldText)
+        .values(
+            provider=text.provider,
+            provider_message_id=text.message_id,
+            line=line.value,
+            sender=text.sender.strip()[:320],
+            body=text.body,
+            service_id=text.service_id,
+            provider_action=text.provider_action,
+            media_count=text.media_count,
+            meta=dict(text.extras) or None,
+            received_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["provider", "provider_message_id"])
+    )
+    log.warning(
+        "held a text to line %s, which no organization has (OPTGATE_DEFAULT_ORGANIZATION "
+        "is unset and there is not exactly one organization): add the line with "
+        "`optgate lines add NUMBER --organization NAME` and it is applied then",
+        line.value,
+    )
+
+
+def apply_held(session: Session, line: Line, matcher: Matcher, settings: Settings) -> list[Fence]:
+    """Apply the texts held for ``line`` (just added), oldest first, and forget them.
+
+    Their consent changes are made now, as if they had just arrived; their
+    replies are not sent (the moment has passed). Returns the (organization
+    id, address) of every opt-out among them: the caller waits for hand-offs
+    to them once committed.
+    """
+    from app.providers import get_provider  # adapters are loaded only when a text needs one
+
+    stops: list[Fence] = []
+    held = session.scalars(
+        sa.select(HeldText).where(HeldText.line == line.address).order_by(HeldText.id)
+    ).all()
+    for row in held:
+        text = InboundText(
+            provider=row.provider,
+            message_id=row.provider_message_id,
+            sender=row.sender,
+            recipient=row.line,
+            body=row.body,
+            service_id=row.service_id,
+            provider_action=_held_action(row.provider_action),
+            media_count=row.media_count,
+            extras=row.meta or {},
+        )
+        handled = handle(session, get_provider(row.provider, settings), text, matcher, settings)
+        if handled.fence is not None:
+            stops.append(handled.fence)
+        session.delete(row)
+    session.flush()
+    return stops
+
+
+def _held_action(raw: str | None) -> Literal["opt_out", "opt_in", "help"] | None:
+    return next((action for action in ("opt_out", "opt_in", "help") if action == raw), None)
+
+
+def _find(session: Session, provider: Provider, text: InboundText) -> Message | None:
+    return session.scalars(
+        sa.select(Message).where(
+            Message.provider == provider.name, Message.provider_message_id == text.message_id
+        )
+    ).one_or_none()
+
+
+def _stops(intent: Intent, text: InboundText) -> bool:
+    """Whether the text asks to stop something (all of it, or a topic)."""
+    return text.provider_action == "opt_out" or intent.action.value in _STOP_INTENTS
+
+
+def _fence(session: Session, line: Line, sender: Address | None) -> Fence | None:
+    """Whom a STOP's answer waits for: a contact's number; robots and our lines have no
+    consent to wait for."""
+    if sender is None or sender.kind is not AddressKind.PHONE or _is_our_line(session, sender):
+        return None
+    return Fence(line.organization_id, sender.value)
+
+
+def _contact(raw: str, settings: Settings) -> Address | None:
+    try:
+        return normalize(raw, settings.default_region)
+    except InvalidAddress:
+        return None  # an alphanumeric sender ("VERIFY"): not a contact
+
+
+def _is_our_line(session: Session, address: Address) -> bool:
+    return session.scalar(sa.select(Line.id).where(Line.address == address.value)) is not None
+
+
+def keyword_scope(matcher: Matcher, line: Point, status: Status = Status.OPTED_OUT) -> Scope:
+    """Where the contact's keyword applies: an opt-out to the organisation when its
+    setting says so; else, and for every opt-in, the line's group (a Messaging Service
+    stops and starts as a whole, as at Twilio), else the line.
+
+    An opt-in is never wider than the line's group, whatever ``opt_out_scope`` says: a
+    START texted to one line is consent for that line (and its service), not for every
+    number of the organisation, so the other lines stay stopped (docs/consent.md).
+
+    ``line`` comes from the ``ledger.load_structure`` of the change's transaction, not
+    from a Line read before it: a line moving meanwhile (app/consent/moves.py) is seen
+    where the move left it.
+    """
+    widest = matcher.config.organization.opt_out_scope == "organization"
+    if widest and status is Status.OPTED_OUT:
+        return Scope.organization()
+    if line.group_id is not None:
+        return Scope.group(line.group_id)
+    assert line.line_id is not None
+    return Scope.line(line.line_id)
+
+
+def _apply_consent(
+    session: Session,
+    text: InboundText,
+    intent: Intent,
+    matcher: Matcher,
+    line: Line,
+    message: Message,
+    sender: Address,
+) -> None:
+    """Apply the text's consent changes."""
+    # The provider acted on a default keyword (Twilio's OptOutType): that is the
+    # state at the carrier, recorded as such whatever our own reading says.
+    changes: list[tuple[Status, str | None, Source]]
+    if text.provider_action in _PROVIDER_ACTIONS:
+        changes = [(_PROVIDER_ACTIONS[text.provider_action], None, Source.CARRIER)]
+    elif intent.action in _CHANGES:
+        status, by_topic = _CHANGES[intent.action]
+        topics = intent.topics if by_topic else (None,)
+        changes = [(status, topic, Source.KEYWORD) for topic in topics]
+    else:
+        return
+    # A text naming several topics makes several changes: the lines are read once.
+    structure = ledger.load_structure(session, line.organization_id)
+    point = structure.point(line.id)
+    for status, topic, source in changes:
+        ledger.apply(
+            session,
+            ledger.Change(
+                organization_id=line.organization_id,
+                address=sender,
+                scope=keyword_scope(matcher, point, status),
+                status=status,
+                source=source,
+                actor=sender.value if source is Source.KEYWORD else text.provider,
+                channel=Channel.SMS,
+                topic=topic,
+                reason=f"texted {text.body.strip()[:80]!r} to {line.address}",
+                message_id=message.id,
+                via_line_id=line.id,
+            ),
+            structure,
+        )
+
+
+def _clear_bounce(session: Session, line: Line, sender: Address, message: Message) -> None:
+    """A number that texts us is reachable: its bounce flag goes (R17)."""
+    ledger.set_flag(
+        session,
+        ledger.FlagChange(
+            organization_id=line.organization_id,
+            address=sender,
+            flag=Flag.BOUNCED,
+            set=False,
+            source=Source.SYSTEM,
+            actor="inbound message",
+            reason=f"the number texted {line.address}",
+            message_id=message.id,
+        ),
+    )
+
+
+def _reply(
+    session: Session,
+    provider: Provider,
+    text: InboundText,
+    intent: Intent,
+    matcher: Matcher,
+    line: Line,
+    group_name: str | None,
+    short_code: bool,
+    sender: Address,
+    settings: Settings,
+) -> str | None:
+    """At most one answer; none where someone else answers or a robot may be talking."""
+    if intent.reply is None or intent.needs_review or text.provider_action is not None:
+        return None
+    rules = matcher.config.rules_for(line.address, group_name)
+    if rules.provider_confirms_defaults and not short_code and _provider_answers(provider, text):
+        return None  # the provider has answered this default keyword itself
+    reply = intent.reply
+    if intent.action in _PROMISING:
+        status, do_not_contact = _standing(session, line, sender)
+        if do_not_contact:
+            # Nothing will ever be sent to the number: "you are subscribed" would be a lie.
+            return None
+        if intent.action in (Action.TOPIC_OPT_IN, Action.RESPONDER) and (
+            status is Status.OPTED_OUT
+        ):
+            if intent.action is Action.RESPONDER:
+                return None  # only confirmations and HELP go to someone who stopped
+            reply = matcher.topic_opt_in_while_opted_out(intent.topics, line.address, group_name)
+    if intent.action in _ALWAYS_ANSWERED:
+        # The one confirmation of an opt-out, and the answer to HELP, are owed to the
+        # contact (CTIA; on a short code nobody else sends them): the reply-loop guard
+        # below is for chatter with robots, and robots' texts never get here.
+        return reply
+    if _replies_last_hour(session, line, sender) >= settings.reply_limit_per_hour:
+        return None
+    return reply
+
+
+def _provider_answers(provider: Provider, text: InboundText) -> bool:
+    """Whether the provider's own filter took the text as one of its keywords.
+
+    Twilio matches the whole text, trimmed and in any case, against its words: "Stop"
+    yes, but not "STOP!", "S T O P", "STOP ALL" or full-width letters, which optgate
+    reads as STOP too. For those nobody else confirms, so optgate does.
+    """
+    raw = text.body.strip()
+    return raw.isascii() and raw.isalpha() and key(raw) in provider.answered_keywords
+
+
+def _standing(session: Session, line: Line, sender: Address) -> tuple[Status, bool]:
+    """The sender's overall status on the line, and whether it is on do-not-contact."""
+    row = history.find_address(session, line.organization_id, sender.value)
+    if row is None:
+        return Status.NOT_DEFINED, False
+    state = history.load_state(session, row.id)
+    status = decide(state.records.values(), Point(line.id, line.group_id), Channel.SMS).status
+    return status, state.flag_is_set(Flag.DO_NOT_CONTACT)
+
+
+def _replies_last_hour(session: Session, line: Line, sender: Address) -> int:
+    since = utcnow() - timedelta(hours=1)
+    return int(
+        session.scalar(
+            sa.select(sa.func.count())
+            .select_from(Message)
+            .where(
+                Message.line_id == line.id,
+                Message.address == sender.value,
+                Message.direction == Direction.INBOUND,
+                Message.reply.is_not(None),
+                Message.created_at >= since,
+            )
+        )
+        or 0
+    )
