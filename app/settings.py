@@ -97,6 +97,11 @@ class Settings:
     marketing_limit: Limit | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = dataclasses.field(default=None, repr=False)
+    #: Signs the admin console's session cookies and forms (None: the console is off).
+    secret_key: str | None = dataclasses.field(default=None, repr=False)
+    #: The header an SSO proxy in front sets to the signed-in person's user name; the
+    #: console then believes it instead of asking for a password (None: off).
+    console_user_header: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -268,6 +273,27 @@ def _auth_token(variable: str, raw: str) -> str:
 
 #: A token's secret: long enough that guessing it is hopeless.
 _MIN_SECRET = 24
+
+#: The console's secret key: 32 bytes of randomness, written as 64 hex digits or so.
+_MIN_SECRET_KEY = 32
+
+
+def _secret_key(variable: str, raw: str) -> str:
+    # Never echoed: it is a secret.
+    if len(raw) < _MIN_SECRET_KEY or any(c.isspace() or not c.isprintable() for c in raw):
+        raise SettingsError(
+            variable,
+            f"expected at least {_MIN_SECRET_KEY} printable characters without spaces, e.g. "
+            "the output of `python3 -c 'import secrets; print(secrets.token_hex(32))'`",
+        )
+    return raw
+
+
+def _header_name(variable: str, raw: str) -> str:
+    # RFC 9110 token characters; the header a proxy sets, e.g. X-Forwarded-User.
+    if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}", raw):
+        raise SettingsError(variable, "expected an HTTP header name such as X-Forwarded-User")
+    return raw
 
 
 def _api_tokens(variable: str, raw: str) -> tuple[ApiToken, ...]:
@@ -471,6 +497,23 @@ SETTINGS: tuple[Setting, ...] = (
         "twilio_auth_token",
         _auth_token,
         "Twilio auth token: verifies webhook signatures and authenticates sends.",
+    ),
+    Setting(
+        "OPTGATE_SECRET_KEY",
+        "secret_key",
+        _secret_key,
+        "Signs the admin console's session cookies and forms: 32 or more random "
+        "characters, the same on every web host. Unset: the console at `/console` is off "
+        "(`optgate dev` makes one in `var/`).",
+    ),
+    Setting(
+        "OPTGATE_CONSOLE_USER_HEADER",
+        "console_user_header",
+        _header_name,
+        "Off by default. The header an SSO proxy in front sets to the signed-in user's "
+        "name (e.g. `X-Forwarded-User`): the console believes it instead of a password, so "
+        "set it only when every request passes that proxy. The user must exist "
+        "(`optgate users add`).",
     ),
 )
 

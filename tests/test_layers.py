@@ -25,8 +25,8 @@ FORBIDDEN = ("flask", "werkzeug", "rq", "twilio")
 #: The domain: everything but the web layer, the adapters' SDK modules, the CLI's
 #: web commands and the runtime (which starts the web server).
 DOMAIN = ("app.addresses", "app.errors", "app.lines", "app.logs", "app.settings",
-          "app.consent", "app.data", "app.keywords", "app.messages", "app.sending",
-          "app.providers")  # fmt: skip
+          "app.accounts", "app.consent", "app.data", "app.keywords", "app.messages",
+          "app.sending", "app.providers")  # fmt: skip
 #: Modules that may load them by design.
 ALLOWED = {
     # The Twilio adapter is the one module allowed its SDK.

@@ -104,6 +104,8 @@ VALID = [
     ("TWILIO_ACCOUNT_SID", SID, "twilio_account_sid", SID),
     ("TWILIO_ACCOUNT_SID", SID.upper(), "twilio_account_sid", SID.upper()),
     ("TWILIO_AUTH_TOKEN", TOKEN, "twilio_auth_token", TOKEN),
+    ("OPTGATE_SECRET_KEY", "f" * 64, "secret_key", "f" * 64),
+    ("OPTGATE_CONSOLE_USER_HEADER", "X-Forwarded-User", "console_user_header", "X-Forwarded-User"),
     ("OPTGATE_DEFAULT_REGION", "  fr \n", "default_region", "FR"),
     ("OPTGATE_API_TOKENS", f"ops:agent:acme:{SECRET}", "api_tokens",
      (ApiToken("ops", Role.AGENT, "acme", SECRET),)),
@@ -171,6 +173,10 @@ WRONG = [
     ("TWILIO_ACCOUNT_SID", "AC" + "g" * 32, "AC followed by 32 hex digits"),
     ("TWILIO_AUTH_TOKEN", "hunter2", "32 hex digits"),
     ("TWILIO_AUTH_TOKEN", TOKEN + "0", "32 hex digits"),
+    ("OPTGATE_SECRET_KEY", "short", "at least 32 printable characters"),
+    ("OPTGATE_SECRET_KEY", "a b" * 20, "without spaces"),
+    ("OPTGATE_CONSOLE_USER_HEADER", "X Forwarded User", "HTTP header name"),
+    ("OPTGATE_CONSOLE_USER_HEADER", "X-User:", "HTTP header name"),
     ("OPTGATE_API_TOKENS", "ops:agent", "token 1: expected NAME:ROLE:ORGANIZATION:SECRET entries"),
     ("OPTGATE_API_TOKENS", f"agent:{SECRET}", "token 1: expected NAME:ROLE:ORGANIZATION:SECRET"),
     ("OPTGATE_API_TOKENS", f":agent:acme:{SECRET}",
@@ -450,3 +456,11 @@ def test_the_twilio_clients_request_log_shows_only_when_debugging(
         assert logging.getLevelName(logger.level) == twilio_level
     finally:
         logger.setLevel(before)
+
+
+@pytest.mark.parametrize("key", ["tooshort-secret", "with a space " * 4, "nul\x00" * 10])
+def test_a_wrong_secret_key_is_not_echoed(key: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        from_env("OPTGATE_SECRET_KEY", key)
+    assert key.strip() not in str(caught.value)
+    assert "secret_key=" not in repr(Settings(secret_key="s" * 40))

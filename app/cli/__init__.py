@@ -124,6 +124,10 @@ COMMANDS: dict[str, tuple[Callable[[], click.Command], str]] = {
         _command("app.cli.keywords:keywords"),
         "Check keywords.yaml; try texts against it.",
     ),
+    "users": (
+        _command("app.cli.users:users"),
+        "Add, list and disable console users; set their passwords.",
+    ),
     "web": (
         _command("app.cli.run:web"),
         "Serve the web app (webhooks, API, health checks) with gunicorn.",

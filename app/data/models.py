@@ -13,6 +13,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from app.addresses import AddressKind
 from app.consent.values import Channel, Flag, Source, Status
+from app.settings import Role
 
 #: The genesis "previous hash" of every address's event chain.
 GENESIS_HASH = "0" * 64
@@ -412,3 +413,39 @@ class Receipt(Base):
     error_code: Mapped[str | None] = mapped_column(sa.String(16))
     message_id: Mapped[int | None] = mapped_column(sa.ForeignKey("messages.id"), index=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    """A person who signs in to the admin console (app/accounts).
+
+    The role is the API's (agent or manager). A user of one organisation sees
+    that one only; without an organisation, every one (an operator). Users are
+    disabled, never deleted: their name stays on the history they wrote.
+    """
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(120), unique=True)
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    organization_id: Mapped[int | None] = mapped_column(sa.ForeignKey("organizations.id"))
+    #: argon2id, as argon2-cffi writes it; None: signs in through the SSO proxy only.
+    password_hash: Mapped[str | None] = mapped_column(sa.String(200))
+    #: Raised by every password change and by disabling: sessions signed with an
+    #: older value end at their next request.
+    session_version: Mapped[int] = mapped_column(default=1)
+    disabled_at: Mapped[datetime | None]
+    created_by: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+
+class LoginFailure(Base):
+    """Failed sign-ins in a row, per account (``user:NAME``) and per client address
+    (``ip:ADDRESS``): the next try waits longer after each (app/accounts/logins.py)."""
+
+    __tablename__ = "login_failures"
+
+    key: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    last_at: Mapped[datetime] = mapped_column(default=utcnow)
