@@ -18,7 +18,15 @@ from app.addresses import Address, AddressKind
 from app.consent import history
 from app.consent.history import FlagValue
 from app.consent.rules import ORGANIZATION_POINT, Decision, Point, RecordState, decide
-from app.consent.values import EMAIL_CHANNELS, OVERALL, PHONE_CHANNELS, Channel, Flag, ScopeKind
+from app.consent.values import (
+    EMAIL_CHANNELS,
+    OVERALL,
+    PHONE_CHANNELS,
+    Channel,
+    Flag,
+    ScopeKind,
+    Status,
+)
 from app.data.models import ConsentEvent, Line, LineGroup, Organization
 from app.errors import InvalidChange
 from app.lines import LineView, list_lines
@@ -44,6 +52,18 @@ class AddressStatus:
     records: list[RecordState] = field(default_factory=list)
     #: Names of the scopes of ``records`` (``line:3`` -> its number, ``group:2`` -> its name).
     scope_names: dict[str, str] = field(default_factory=dict)
+
+    def overall(self) -> Status | None:
+        """The one state that sums up every line and channel: NOT_DEFINED where nothing
+        is recorded (R7's Unknown), OPTED_OUT where do-not-contact is set or every
+        defined status is out, OPTED_IN where every defined one is in; None: some of each."""
+        do_not_contact = self.flags.get(Flag.DO_NOT_CONTACT)
+        if do_not_contact is not None and do_not_contact.is_set:
+            return Status.OPTED_OUT
+        defined = {e.overall.status for e in self.entries} - {Status.NOT_DEFINED}
+        if not defined:
+            return Status.NOT_DEFINED
+        return defined.pop() if len(defined) == 1 else None
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -14,7 +14,8 @@ import io
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from itertools import groupby
@@ -150,6 +151,19 @@ def iter_events(reads: Reads, wanted: EventFilter, batch: int = 5000) -> Iterato
 SNAPSHOT_COLUMNS = ("address", "line", "status", "source", "actor", "at", "scope", "because")
 
 
+#: Addresses per batch when reading one page: a page is small, and usually near.
+_PAGE_BATCH = 500
+
+
+@dataclass(frozen=True)
+class SnapshotPage:
+    """One page of a snapshot (``Snapshot.page``)."""
+
+    rows: list[dict[str, Any]]
+    #: The ``after`` of the next page; None: this is the last.
+    following: int | None
+
+
 @dataclass
 class Snapshot:
     """For chosen lines: each number's status on each of them, with counts.
@@ -159,7 +173,8 @@ class Snapshot:
     number with no record on a line is not defined there and not listed).
     ``counts`` fills as ``rows()`` runs: per line, how many numbers are opted
     in and opted out (whatever ``status`` lists), and ``numbers`` the
-    distinct numbers listed.
+    distinct numbers listed. ``page()`` reads one page of the same rows by
+    keyset (the admin console's table).
     """
 
     organization_id: int
@@ -177,12 +192,59 @@ class Snapshot:
         progress: Callable[[int], None] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """The rows; ``progress`` hears how many addresses each batch went through."""
+        for _address_id, rows in self._listed(reads, batch, progress):
+            yield from rows
+
+    def page(
+        self,
+        reads: Reads,
+        after: int = 0,
+        limit: int = 50,
+        *,
+        counted: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> SnapshotPage:
+        """One page of ``rows()``: those of the addresses after the address id ``after``.
+
+        A page holds at least ``limit`` rows (fewer only when it is the last) and every
+        row of its last address, so up to ``limit + len(lines) - 1``. Pages are read by
+        keyset (the address id), so the millionth page costs what the first does. With
+        ``counted``, the walk goes on to the end so that ``counts`` and ``numbers`` are
+        those of every address after ``after`` (the whole report when it is 0): a full
+        pass, as ``rows()`` is. ``progress`` hears how many addresses each batch went
+        through.
+        """
+        found: list[dict[str, Any]] = []
+        following: int | None = None
+        last = after
+        with closing(self._listed(reads, _PAGE_BATCH, progress, after)) as listed:
+            for address_id, rows in listed:
+                if not rows:
+                    continue
+                if len(found) >= limit:
+                    following = last  # there is a next page, starting after ``last``
+                    if not counted:
+                        break
+                    continue
+                found.extend(rows)
+                last = address_id
+        return SnapshotPage(found, following)
+
+    def _listed(
+        self,
+        reads: Reads,
+        batch: int,
+        progress: Callable[[int], None] | None,
+        after: int = 0,
+    ) -> Generator[tuple[int, list[dict[str, Any]]], None, None]:
+        """(address id, its rows) for every address with records after ``after``, in
+        address id order, counting as it goes (an address may have no rows listed)."""
         self.counts = {line.address: Counter() for line in self.lines}
         self.numbers = 0
         points = [(line.address, Point(line.id, line.group_id)) for line in self.lines]
         topic = self.topic or OVERALL
-        for value, records in self._records(reads, batch, progress):
-            listed = False
+        for address_id, value, records in self._records(reads, batch, progress, after):
+            rows = []
             for address, point in points:
                 decision = decide(records, point, Channel.SMS, topic)
                 if decision.status is Status.NOT_DEFINED:
@@ -190,20 +252,22 @@ class Snapshot:
                 self.counts[address][decision.status.value] += 1
                 if self.status is not None and decision.status is not self.status:
                     continue
-                listed = True
                 record = decision.record
                 assert record is not None  # a defined status has its record
-                yield {
-                    "address": value,
-                    "line": address,
-                    "status": decision.status.value,
-                    "source": record.source.value,
-                    "actor": record.actor,
-                    "at": iso(record.at),
-                    "scope": record.scope.kind.value,
-                    "because": decision.because.value,
-                }
-            self.numbers += listed
+                rows.append(
+                    {
+                        "address": value,
+                        "line": address,
+                        "status": decision.status.value,
+                        "source": record.source.value,
+                        "actor": record.actor,
+                        "at": iso(record.at),
+                        "scope": record.scope.kind.value,
+                        "because": decision.because.value,
+                    }
+                )
+            self.numbers += bool(rows)
+            yield address_id, rows
 
     def count_addresses(self, reads: Reads) -> int:
         """How many addresses ``rows`` walks through (a progress bar's length)."""
@@ -238,9 +302,14 @@ class Snapshot:
         }
 
     def _records(
-        self, reads: Reads, batch: int, progress: Callable[[int], None] | None
-    ) -> Iterator[tuple[str, list[RecordState]]]:
-        """(address, its records that can decide on the lines), in address id order.
+        self,
+        reads: Reads,
+        batch: int,
+        progress: Callable[[int], None] | None,
+        after: int = 0,
+    ) -> Iterator[tuple[int, str, list[RecordState]]]:
+        """(address id, address, its records that can decide on the lines), in address id
+        order, from the first address after the id ``after``.
 
         Batches walk the addresses by id (the primary key), so each costs the same
         however far the report has got; the records of a batch are one look-up.
@@ -252,7 +321,7 @@ class Snapshot:
             .limit(batch)
         )
         records = sa.select(ConsentRecord.address_id, *_RECORD_FIELDS).where(*self._applies())
-        last = 0
+        last = after
         with reads() as session:
             while True:
                 addresses = session.execute(next_addresses.where(ContactAddress.id > last)).all()
@@ -265,7 +334,11 @@ class Snapshot:
                     )
                 ).all()
                 for address_id, rows in groupby(found, key=lambda row: row.address_id):
-                    yield values[address_id], [history.record_state(row) for row in rows]
+                    yield (
+                        address_id,
+                        values[address_id],
+                        [history.record_state(row) for row in rows],
+                    )
                 if progress is not None:
                     progress(len(addresses))
                 if len(addresses) < batch:
@@ -357,6 +430,7 @@ __all__ = [
     "SNAPSHOT_COLUMNS",
     "EventFilter",
     "Snapshot",
+    "SnapshotPage",
     "count_events",
     "csv_chunks",
     "iter_events",

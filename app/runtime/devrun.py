@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -47,6 +48,8 @@ def run_dev(port: int, host: str = "127.0.0.1") -> int:
     if not env.get("OPTGATE_REDIS_URL", "").strip():
         embedded, env["OPTGATE_REDIS_URL"] = _start_redis(settings)
     _say(f"redis     {env['OPTGATE_REDIS_URL']}" + (" (embedded)" if embedded else ""))
+    if not env.get("OPTGATE_SECRET_KEY", "").strip():
+        env["OPTGATE_SECRET_KEY"] = _local_secret_key()
 
     stopping = False
 
@@ -66,6 +69,10 @@ def run_dev(port: int, host: str = "127.0.0.1") -> int:
         url = f"http://{host}:{port}"
         if _wait_ready(url, children, lambda: stopping):
             _say(f"optgate is running at {url}  (readiness: {url}/readyz; Ctrl-C stops it)")
+            _say(
+                f"console   {url}/console  (a first user: "
+                "`optgate users add NAME --role manager --all-organizations`)"
+            )
         elif not stopping:
             _say(
                 f"WARNING: {url}/readyz did not answer 200 within {READY_TIMEOUT:.0f} s; see above"
@@ -86,6 +93,18 @@ def run_dev(port: int, host: str = "127.0.0.1") -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _say("stopped")
+
+
+def _local_secret_key() -> str:
+    """The console's key for local runs: made once in var/, kept so that a restart
+    keeps everyone signed in. Production sets OPTGATE_SECRET_KEY instead."""
+    path = Path("var") / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        # Written readable by its owner only, before the key is in it.
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32) + "\n", encoding="ascii")
+    return path.read_text(encoding="ascii").strip()
 
 
 def _say(text: str) -> None:

@@ -63,7 +63,7 @@ def _close_session(_error: BaseException | None) -> None:
 
 
 def init_app(app: Flask) -> None:
-    from app.web import api, errors, health, webhooks
+    from app.web import api, console, errors, health, webhooks
 
     app.extensions["optgate.jobs"] = RedisJobs(app.extensions["optgate.settings"])
     app.extensions["optgate.outbox"] = Outbox(
@@ -77,3 +77,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(health.blueprint)
     app.register_blueprint(webhooks.blueprint)
     api.init_app(app)
+    console.init_app(app)

@@ -1,4 +1,5 @@
-"""Every error answers JSON with a message a person can act on, never a traceback."""
+"""Every error answers JSON with a message a person can act on, never a traceback;
+on the admin console's pages, a page that says the same (app/web/console)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,23 @@ def status_of(error: OptgateError) -> int:
     return next((STATUS[kind] for kind in type(error).__mro__ if kind in STATUS), 400)
 
 
+def _console() -> bool:
+    from app.web.console import is_console_request
+
+    return is_console_request()
+
+
+def _page(status: int, title: str, message: str) -> ResponseReturnValue:
+    from app.web.console import error_page
+
+    return error_page(status, title, message)
+
+
 def _optgate_error(error: OptgateError) -> ResponseReturnValue:
+    if _console():
+        from app.web.console import optgate_error_page
+
+        return optgate_error_page(error, status_of(error))
     body: dict[str, str] = {"error": type(error).__name__, "message": error.message}
     if isinstance(error, ConsentRefused):
         body["reason"] = error.reason
@@ -33,6 +50,10 @@ def _optgate_error(error: OptgateError) -> ResponseReturnValue:
 
 
 def _http_error(error: HTTPException) -> ResponseReturnValue:
+    if _console():
+        from app.web.console import http_error_page
+
+        return http_error_page(error)
     response = jsonify(
         {"error": error.name.replace(" ", ""), "message": error.description or error.name}
     )
@@ -47,6 +68,8 @@ def _database_unavailable(error: DBAPIError) -> ResponseReturnValue:
     # The database is down or unreachable: 503 tells providers and clients to
     # retry later; nothing was committed.
     log.error("database unavailable: %s", describe_database_error(error))
+    if _console():
+        return _page(503, "The database is unavailable", "Nothing was changed; try again soon.")
     return jsonify(
         {"error": "ServiceUnavailable", "message": "the database is unavailable; retry later"}
     ), 503
@@ -76,6 +99,8 @@ def _unexpected(error: Exception) -> ResponseReturnValue:
         )
     else:
         log.exception("unexpected error", exc_info=error)
+    if _console():
+        return _page(500, "Something went wrong", "An unexpected error happened; it was logged.")
     return jsonify(
         {"error": "InternalServerError", "message": "an unexpected error happened; it was logged"}
     ), 500

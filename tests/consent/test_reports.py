@@ -731,6 +731,52 @@ def test_snapshot_batches_lose_nothing(acme: Acme) -> None:
         assert report.numbers == whole_report.numbers, batch
 
 
+@pytest.mark.parametrize("limit", [1, 2, 3, 5, 1000])
+@pytest.mark.parametrize("status", [None, IN, OUT])
+def test_pages_by_keyset_are_the_rows_in_order_each_number_whole(
+    acme: Acme, limit: int, status: Status | None
+) -> None:
+    snapshot_world(acme)
+    whole_report, whole = snapshot(acme, status=status)
+    report = reports.Snapshot(acme.org.id, [acme.a, acme.b, acme.c], status)
+
+    pages, after = [], 0
+    while True:
+        found = report.page(acme.db.reads, after, limit, counted=not pages)
+        if not pages:  # the first page walked on to the end: the whole report's counts
+            assert report.counts_dict() == whole_report.counts_dict()
+            assert report.numbers == whole_report.numbers
+        pages.append(found.rows)
+        if found.following is None:
+            break
+        assert found.following > after
+        after = found.following
+
+    assert [row for rows in pages for row in rows] == whole
+    for rows in pages[:-1]:
+        assert len(rows) >= limit  # full, but for the last
+        assert len(rows) < limit + 3  # and at most one number past the limit (3 lines)
+    assert pages[-1] or not whole  # no empty page after the last row
+    # A page ends with a number: no number is split between two pages.
+    seen = [{row["address"] for row in rows} for rows in pages]
+    assert sum(len(numbers) for numbers in seen) == len(set().union(*seen))
+
+
+def test_a_page_without_counting_stops_where_it_is_full(acme: Acme) -> None:
+    for index in range(30):
+        acme.change(number(400 + index), OUT)
+    report = reports.Snapshot(acme.org.id, [acme.a])
+
+    found = report.page(acme.db.reads, 0, 10)
+
+    assert [row["address"] for row in found.rows] == [number(400 + i) for i in range(10)]
+    assert found.following is not None
+    assert sum(report.counts_dict()["+14155550101"].values()) == 11  # it stopped, plus one
+    last = report.page(acme.db.reads, found.following, 100)
+    assert [row["address"] for row in last.rows] == [number(400 + i) for i in range(10, 30)]
+    assert last.following is None
+
+
 def test_a_snapshot_is_the_consent_as_it_was_when_the_report_began(acme: Acme) -> None:
     for index in range(4):
         acme.change(number(600 + index), OUT)
