@@ -4,7 +4,8 @@ docs/performance.md.
 It states the machine, the date, the commit and this command, then runs
 webhooks.py (gunicorn + wrk), keywords.py (the matcher), ledger.py (consent
 changes), outbound.py (the send gate and enqueueing), reports.py (exports,
-snapshots, imports) and startup.py (how fast commands start), each in its own
+snapshots, imports), startup.py (how fast commands start) and console.py (the admin
+console's contact page at a million consent records), each in its own
 process, one at a time so that none measures another's load. Every table
 carries its own baseline from the same run.
 
@@ -45,6 +46,8 @@ BENCHMARKS = [
     ("reports.py", ["--events", "1000000", "--imports", "5000"],
      ["--events", "20000", "--imports", "500"]),
     ("startup.py", ["--rounds", "15"], ["--rounds", "3"]),
+    ("console.py", ["--records", "1000000", "--requests", "2000"],
+     ["--records", "20000", "--requests", "200"]),
 ]  # fmt: skip
 
 #: The benchmarks that need no PostgreSQL.
