@@ -6,6 +6,9 @@ signed requests, after a warm-up. Cases, in one run:
 
 - ceiling: a bare Flask endpoint (bench/ceiling.py) that reads the same form
   and answers the same empty TwiML; no signature check, no database;
+- floor: the ceiling plus the signature check and one INSERT + COMMIT of the
+  message row on the same database (bench/floor.py): the least that "commit
+  before answer" can cost; optgate's cases are given as ratios to it too;
 - inbound: optgate's ``/webhooks/twilio/messages``, texts from 2,000 numbers:
   90 % ordinary texts, 10 % keywords (STOP, START, HELP, STOP PRICE DROP, …);
 - status: optgate's ``/webhooks/twilio/status?message=ID``, receipts (sent,
@@ -244,6 +247,20 @@ def ceiling(args: argparse.Namespace, rnd: random.Random) -> Measured:
         )  # fmt: skip
 
 
+def floor(args: argparse.Namespace, url: str, rnd: random.Random) -> Measured:
+    """The floor on ``url`` (seeded already: its line 1 exists)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "FLOOR_DATABASE_URL": url, "FLOOR_PUBLIC_URL": base}
+    command = [sys.executable, "-m", "gunicorn", "--workers", "2", "--worker-class", "sync",
+               "--bind", f"127.0.0.1:{port}", "--access-logfile", "-", "floor:app"]  # fmt: skip
+    with serving(command, env, base):
+        return measure(
+            base, "floor", lambda tag: inbound_stream(base, "f" + tag, args.prepare, rnd),
+            args.seconds, args.runs,
+        )  # fmt: skip
+
+
 def seed_sent(url: str, count: int) -> list[tuple[int, str, str]]:
     """The line, and ``count`` outbound messages handed to Twilio: (id, MessageSid, to)."""
     database = Database(url)
@@ -310,10 +327,10 @@ def optgate_cases(
     return inbound, status, check_stored(url)
 
 
-def row(case: str, measured: Measured, ceiling: Measured) -> str:
+def row(case: str, measured: Measured, ceiling: Measured, floor: Measured) -> str:
     return (
         f"| {case} | {measured.rps:,.0f} | {measured.p50_ms:.1f} ms | {measured.p99_ms:.1f} ms "
-        f"| {measured.rps / ceiling.rps:.2f} |"
+        f"| {measured.rps / ceiling.rps:.2f} | {measured.rps / floor.rps:.2f} |"
     )
 
 
@@ -334,14 +351,16 @@ def main() -> None:
     rnd = random.Random(7)
     print(f"# webhooks · gunicorn 2 sync workers · wrk -t1 -c16 -d{args.seconds:g}s · "
           f"median of {args.runs} · {RETRY_SHARE:.0%} retries, ~10 % keyword texts")  # fmt: skip
-    print("| case | requests/s | p50 | p99 | ratio to ceiling |")
-    print("|---|---|---|---|---|")
+    print("| case | requests/s | p50 | p99 | ratio to ceiling | ratio to floor |")
+    print("|---|---|---|---|---|---|")
     for label, url in scratch.both(args.postgres):
         top = ceiling(args, rnd)
         inbound, status, (texts, receipts) = optgate_cases(args, url, rnd)
-        print(row(f"{label}: ceiling, bare Flask endpoint", top, top))
-        print(row(f"{label}: inbound text webhook", inbound, top))
-        print(row(f"{label}: status callback", status, top))
+        least = floor(args, url, rnd)
+        print(row(f"{label}: ceiling, bare Flask endpoint", top, top, least))
+        print(row(f"{label}: floor, signature + one INSERT and COMMIT", least, top, least))
+        print(row(f"{label}: inbound text webhook", inbound, top, least))
+        print(row(f"{label}: status callback", status, top, least))
         print(f"<!-- {label}: {texts:,} texts and {receipts:,} receipts stored, "
               f"no MessageSid twice -->", flush=True)  # fmt: skip
 

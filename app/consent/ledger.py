@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.addresses import Address, AddressKind
@@ -63,6 +62,7 @@ from app.consent.values import (
     may_lift,
     strength,
 )
+from app.data.db import dialect_insert
 from app.data.models import (
     GENESIS_HASH,
     ConsentEvent,
@@ -265,8 +265,8 @@ def lock_address(session: Session, organization_id: int, address: Address) -> Co
     # Two transactions may create the same address at once: insert-or-ignore.
     # The row we insert stays locked by our transaction until it ends; if the
     # other one won, lock its row.
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    created = session.scalars(
+    insert = dialect_insert(session)
+    created: ContactAddress | None = session.scalars(
         insert(ContactAddress)
         .values(
             organization_id=organization_id,

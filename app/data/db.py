@@ -20,6 +20,15 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+
+def dialect_insert(session: Session) -> Any:
+    """The INSERT of the session's database, which has ``on_conflict_do_nothing``
+    (PostgreSQL's and SQLite's, which write the same ON CONFLICT clause)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
 #: Execution option of read-only sessions (see ``Database.reads``).
 READ_ONLY = "optgate_read_only"
 

@@ -14,14 +14,13 @@ from datetime import timedelta
 from typing import Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.addresses import Address, AddressKind, normalize, normalize_line
 from app.consent import history, ledger
 from app.consent.rules import Point, decide
 from app.consent.values import Channel, Flag, Scope, Source, Status
+from app.data.db import dialect_insert
 from app.data.models import Direction, HeldText, Line, LineGroup, Message, MessageStatus, utcnow
 from app.errors import InvalidAddress
 from app.keywords import Intent, Matcher
@@ -128,35 +127,38 @@ def _record(
 ) -> Message | None:
     """The message row, or None when the provider delivered it before.
 
-    Two deliveries of one message at once: the second insert waits for the
-    first transaction and then fails on the unique provider id; it is a
-    duplicate, answered like the first.
+    One statement: ``INSERT … ON CONFLICT DO NOTHING RETURNING``, so a retry costs
+    no savepoint and no failed statement. Two deliveries of one message at once:
+    the second insert waits for the first transaction, then inserts nothing; it
+    is a duplicate, answered like the first.
     """
-    message = Message(
-        organization_id=line.organization_id,
-        line_id=line.id,
-        direction=Direction.INBOUND,
-        address=sender.value if sender else text.sender.strip()[:320],
-        body=text.body,
-        status=MessageStatus.RECEIVED,
-        provider=provider.name,
-        provider_message_id=text.message_id,
-        meta=dict(text.extras) or None,
-        intent=intent.action.value,
-        needs_review=intent.needs_review,
+    insert = dialect_insert(session)
+    statement = (
+        insert(Message)
+        .values(
+            organization_id=line.organization_id,
+            line_id=line.id,
+            direction=Direction.INBOUND,
+            address=sender.value if sender else text.sender.strip()[:320],
+            body=text.body,
+            status=MessageStatus.RECEIVED,
+            provider=provider.name,
+            provider_message_id=text.message_id,
+            meta=dict(text.extras) or None,
+            intent=intent.action.value,
+            needs_review=intent.needs_review,
+        )
+        .on_conflict_do_nothing(index_elements=["provider", "provider_message_id"])
+        .returning(Message)
     )
-    try:
-        with session.begin_nested():
-            session.add(message)
-            session.flush()
-    except IntegrityError:
-        return None
+    # The ORM's INSERT … RETURNING: the row comes back as a Message in the session.
+    message: Message | None = session.scalars(statement).one_or_none()
     return message
 
 
 def _hold(session: Session, text: InboundText, line: Address) -> None:
     """Keep a text to a line no organisation has, once (providers retry), for later."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     session.execute(
         insert(HeldText)
         .values(

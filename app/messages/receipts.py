@@ -14,12 +14,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.addresses import normalize
 from app.consent import ledger
 from app.consent.values import Channel, Flag, Scope, Source, Status
+from app.data.db import dialect_insert
 from app.data.models import Direction, Line, Message, MessageStatus, Receipt, utcnow
 from app.errors import InvalidAddress
 from app.providers.base import DeliveryStatus, ErrorClass, ErrorEffect, Provider, StatusUpdate
@@ -64,18 +64,22 @@ def handle(
     ).one_or_none()
     if message is None and our_id is not None:
         message = _unrecorded_hand_off(session, provider, our_id, update.message_id)
-    receipt = Receipt(
-        provider=provider.name,
-        provider_message_id=update.message_id,
-        status=update.raw_status[:20],
-        error_code=update.error_code,
-        message_id=message.id if message is not None else None,
-    )
-    try:
-        with session.begin_nested():
-            session.add(receipt)
-            session.flush()
-    except IntegrityError:
+    insert = dialect_insert(session)
+    # One statement, no savepoint: a retried receipt inserts nothing.
+    stored = session.execute(
+        insert(Receipt)
+        .values(
+            provider=provider.name,
+            provider_message_id=update.message_id,
+            status=update.raw_status[:20],
+            error_code=update.error_code,
+            message_id=message.id if message is not None else None,
+            received_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["provider", "provider_message_id", "status"])
+        .returning(Receipt.id)
+    ).first()
+    if stored is None:
         return  # the provider sent this (message id, status) before: nothing changes
     if message is None:
         return  # an id we do not know: the receipt is kept for reconciliation

@@ -321,7 +321,11 @@ Pairs = list[tuple[str, str]]
 
 #: Characters Twilio never sends, or that trip databases and parsers, besides any script.
 _ODD = "\x00\x01\x07\x08\t\n\r\x0b\x0c\x1b\x7f\x85\u200b\u2028\ufeff\ufffe"
-odd_text = st.text(st.one_of(st.sampled_from(_ODD), st.characters()), max_size=30)
+#: Any character of any script, but half a surrogate pair: no request can carry one (its
+#: bytes would not be UTF-8), and neither the signature nor the body could be written.
+odd_text = st.text(
+    st.one_of(st.sampled_from(_ODD), st.characters(exclude_categories=("Cs",))), max_size=30
+)
 short_odd = st.one_of(odd_text, st.sampled_from(["", " ", "STOP", "START", "stop\x00", "停止"]))
 #: A long value, cheaply: a piece repeated (Body's limit is 16,000 characters, ids' 64).
 long_text = st.builds(
