@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -120,13 +119,6 @@ def running_stub(port: int, delay: float = 0.0) -> Iterator[TwilioStub]:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as api.twilio.com
-
-        def setup(self) -> None:
-            super().setup()
-            # As a real server answers: the headers and the body leave at once. Without
-            # it, Nagle's algorithm holds the body until the client's delayed ACK
-            # (~40 ms), and every send seems to take that much longer than it does.
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
