@@ -121,9 +121,17 @@ def require_free_name(session: Session, name: str) -> None:
         raise Conflict(f"there is a user {name!r} already (`optgate users list`)")
 
 
-def find_user(session: Session, name: str) -> User:
-    """Raises NotFound if there is no such user."""
-    user = session.scalars(sa.select(User).where(User.name == canonical_name(name))).one_or_none()
+def find_user(session: Session, name: str, organization_id: int | None = None) -> User:
+    """The user ``name``; with ``organization_id``, only one of that organisation (a user
+    of another, or of every one, is answered as one that does not exist).
+
+    Raises:
+        NotFound: no such user (in that organisation).
+    """
+    query = sa.select(User).where(User.name == canonical_name(name))
+    if organization_id is not None:
+        query = query.where(User.organization_id == organization_id)
+    user = session.scalars(query).one_or_none()
     if user is None:
         raise NotFound(f"there is no user {name.strip()!r} (`optgate users list`)")
     return user

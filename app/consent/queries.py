@@ -52,6 +52,8 @@ class AddressStatus:
     records: list[RecordState] = field(default_factory=list)
     #: Names of the scopes of ``records`` (``line:3`` -> its number, ``group:2`` -> its name).
     scope_names: dict[str, str] = field(default_factory=dict)
+    #: The sequence number of the address's newest history event (0: none yet).
+    head_seq: int = 0
 
     def overall(self) -> Status | None:
         """The one state that sums up every line and channel: NOT_DEFINED where nothing
@@ -130,6 +132,7 @@ def address_status(
         flags={flag: state.flags.get(flag) for flag in Flag},
         records=sorted(records, key=lambda record: record.seq),
         scope_names=scope_names(session, [record.scope.key for record in records]),
+        head_seq=row.head_seq if row else 0,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import flash, redirect, request, session, url_for
+from flask import flash, g, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import Forbidden, TooManyRequests
 
@@ -67,7 +67,7 @@ def safe_next(raw: str | None) -> str:
 def login() -> ResponseReturnValue:
     target = safe_next(request.values.get("next"))
     if settings().console_user_header is not None:
-        if signed_in_user() is not None:
+        if g.console_user is not None:  # _guard asked already
             return redirect(target)
         return page(
             "login.html",
@@ -76,7 +76,7 @@ def login() -> ResponseReturnValue:
             message="Sign in through your organization's single sign-on, then reload.",
         )
     if request.method == "GET":
-        if signed_in_user() is not None:
+        if g.console_user is not None:  # _guard asked already
             return redirect(target)
         return page("login.html", next=target)
     name = request.form.get("name", "")[:MOST_FIELD]

@@ -142,7 +142,8 @@ def _preferences(address: Address, **extra: Any) -> dict[str, Any]:
         "topics": topics,
         "channels": channels,
         "choosable_channels": [*channels, Channel.ALL],
-        "seen": _seen(org, address),
+        # The history position the forms carry, read with the state they show.
+        "seen": consent.head_seq,
         "words": STATUS_WORDS,
         "channel_words": CHANNEL_WORDS,
         "flag_words": FLAG_WORDS,

@@ -18,7 +18,7 @@ from flask.typing import ResponseReturnValue
 
 from app.accounts import users
 from app.data.models import Organization, User
-from app.errors import InvalidRequest, NotFound, OptgateError
+from app.errors import InvalidRequest, OptgateError
 from app.settings import Role
 from app.web import session as db_session
 from app.web.console import actor, blueprint, managers_only, page, refusal, user
@@ -111,11 +111,7 @@ def add_person() -> ResponseReturnValue:
 def _person(name: str) -> User:
     """The user ``name``, if the signed-in manager may see them (else NotFound, in the
     same words as for a name that does not exist)."""
-    found = users.find_user(db_session(), name[: users.MOST_NAME + 1])
-    own = user().organization_id
-    if own is not None and found.organization_id != own:
-        raise NotFound(f"there is no user {name.strip()!r} (`optgate users list`)")
-    return found
+    return users.find_user(db_session(), name[: users.MOST_NAME + 1], user().organization_id)
 
 
 @blueprint.post("/users/<path:name>/disable")
