@@ -9,8 +9,14 @@ signed requests, after a warm-up. Cases, in one run:
 - floor: the ceiling plus the signature check and one INSERT + COMMIT of the
   message row on the same database (bench/floor.py): the least that "commit
   before answer" can cost; optgate's cases are given as ratios to it too;
-- inbound: optgate's ``/webhooks/twilio/messages``, texts from 2,000 numbers:
-  90 % ordinary texts, 10 % keywords (STOP, START, HELP, STOP PRICE DROP, …);
+- ordinary: optgate's ``/webhooks/twilio/messages``, texts from 2,000 numbers, none
+  a keyword ("Thanks, see you at 5");
+- keywords: the same, every text a keyword of the shipped keywords.yaml (STOP,
+  START, HELP, STOP PRICE DROP, UNSUBSCRIBE): consent changes, history, replies and
+  the STOP's wait for hand-offs in flight;
+- inbound: the same, 90 % ordinary texts and 10 % keywords;
+- peer: Twilio's own sample app on the same stack (bench/peer/, vendored with its
+  licence), the same 90/10 stream with its keywords (subscribe, unsubscribe);
 - status: optgate's ``/webhooks/twilio/status?message=ID``, receipts (sent,
   delivered, undelivered with carrier errors, failed) for seeded outbound messages;
 
@@ -21,7 +27,8 @@ retries: the same MessageSid, body and signature again. Every run must end with
 no socket error, no non-2xx answer, and every MessageSid stored once.
 
 Usage: python bench/webhooks.py [--seconds 10] [--runs 3] [--postgres URL] [--redis URL]
-Needs wrk on the PATH (Debian: apt-get install wrk).
+Needs wrk on the PATH (Debian: apt-get install wrk), and Flask-SQLAlchemy for the
+peer (a dev dependency).
 """
 
 from __future__ import annotations
@@ -61,6 +68,8 @@ LINE = "+14155550100"
 CONTACTS = [f"+1312555{n:04d}" for n in range(2_000)]
 #: What contacts text: about one in ten is a keyword of the shipped keywords.yaml.
 KEYWORD_TEXTS = ["STOP"] * 4 + ["START"] * 3 + ["HELP", "stop price drop", "Unsubscribe"]
+#: The peer's keywords (bench/peer/marketing_notifications.py).
+PEER_KEYWORDS = ["subscribe", "unsubscribe"]
 ORDINARY_TEXTS = [
     "Thanks, see you at 5",
     "Is the store open on Sunday?",
@@ -120,10 +129,20 @@ def with_retries(requests: list[Request], rnd: random.Random) -> list[Request]:
     return stream
 
 
-def inbound_stream(base: str, tag: str, count: int, rnd: random.Random) -> list[Request]:
+def inbound_stream(
+    base: str,
+    tag: str,
+    count: int,
+    rnd: random.Random,
+    keywords: float = 0.10,
+    *,
+    path: str = "/webhooks/twilio/messages",
+    keyword_texts: list[str] = KEYWORD_TEXTS,
+) -> list[Request]:
+    """Texts from the contacts, a share ``keywords`` of them keywords, signed for ``path``."""
     requests = []
     for n in range(count):
-        body = rnd.choice(KEYWORD_TEXTS if rnd.random() < 0.10 else ORDINARY_TEXTS)
+        body = rnd.choice(keyword_texts if rnd.random() < keywords else ORDINARY_TEXTS)
         params = {
             "ToCountry": "US", "ToState": "CA", "SmsMessageSid": f"SM{tag}{n:024x}",
             "NumMedia": "0", "ToCity": "SAN FRANCISCO", "FromZip": "60601",
@@ -132,7 +151,7 @@ def inbound_stream(base: str, tag: str, count: int, rnd: random.Random) -> list[
             "ToZip": "94105", "NumSegments": "1", "MessageSid": f"SM{tag}{n:024x}",
             "AccountSid": TWILIO_SID, "From": rnd.choice(CONTACTS), "ApiVersion": "2010-04-01",
         }  # fmt: skip
-        requests.append(signed(base, "/webhooks/twilio/messages", params))
+        requests.append(signed(base, path, params))
     return with_retries(requests, rnd)
 
 
@@ -307,24 +326,59 @@ def check_stored(url: str) -> tuple[int, int]:
     return int(texts), int(receipts)
 
 
-def optgate_cases(
-    args: argparse.Namespace, url: str, rnd: random.Random
-) -> tuple[Measured, Measured, tuple[int, int]]:
+@dataclass(frozen=True)
+class Optgate:
+    ordinary: Measured
+    keywords: Measured
+    inbound: Measured
+    status: Measured
+    texts: int
+    receipts: int
+
+
+def optgate_cases(args: argparse.Namespace, url: str, rnd: random.Random) -> Optgate:
     sent = seed_sent(url, args.prepare)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = scratch.optgate_env(url, args.redis, OPTGATE_PUBLIC_URL=base)
     command = [OPTGATE, "web", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
-    with serving(command, env, base):
-        inbound = measure(
-            base, "inbound", lambda tag: inbound_stream(base, "i" + tag, args.prepare, rnd),
+
+    def texts(label: str, share: float) -> Measured:
+        return measure(
+            base, label,
+            lambda tag: inbound_stream(base, label[0] + tag, args.prepare, rnd, share),
             args.seconds, args.runs,
         )  # fmt: skip
+
+    with serving(command, env, base):
+        ordinary = texts("ordinary", 0.0)
+        keywords = texts("keywords", 1.0)
+        inbound = texts("inbound", 0.10)
         status = measure(
             base, "status", lambda tag: status_stream(base, sent, args.prepare, rnd),
             args.seconds, args.runs,
         )  # fmt: skip
-    return inbound, status, check_stored(url)
+    return Optgate(ordinary, keywords, inbound, status, *check_stored(url))
+
+
+def peer(args: argparse.Namespace, url: str, rnd: random.Random) -> Measured:
+    """Twilio's sample (bench/peer/) on ``url``, with the same 90/10 stream."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PEER_DATABASE_URL": url}
+    command = [sys.executable, "-m", "gunicorn", "--workers", "2", "--worker-class", "sync",
+               "--chdir", str(BENCH / "peer"), "--bind", f"127.0.0.1:{port}",
+               "--access-logfile", "-", "marketing_notifications:app"]  # fmt: skip
+    # Its table first, once: two workers creating it at once would race on PostgreSQL.
+    subprocess.run([sys.executable, "-c", "import marketing_notifications"],
+                   cwd=BENCH / "peer", env=env, check=True)  # fmt: skip
+    with serving(command, env, base):
+        return measure(
+            base, "peer",
+            lambda tag: inbound_stream(base, "p" + tag, args.prepare, rnd, 0.10,
+                                       path="/message", keyword_texts=PEER_KEYWORDS),
+            args.seconds, args.runs,
+        )  # fmt: skip
 
 
 def row(case: str, measured: Measured, ceiling: Measured, floor: Measured) -> str:
@@ -344,6 +398,8 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("OPTGATE_TEST_POSTGRES_URL",
                                                             scratch.DEFAULT_POSTGRES))  # fmt: skip
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--sqlite-only", action="store_true", help="skip PostgreSQL")
+    parser.add_argument("--postgres-only", action="store_true", help="skip SQLite")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
@@ -354,14 +410,23 @@ def main() -> None:
     print("| case | requests/s | p50 | p99 | ratio to ceiling | ratio to floor |")
     print("|---|---|---|---|---|---|")
     for label, url in scratch.both(args.postgres):
+        if (args.sqlite_only and label != "SQLite (WAL)") or (
+            args.postgres_only and label == "SQLite (WAL)"
+        ):
+            continue
         top = ceiling(args, rnd)
-        inbound, status, (texts, receipts) = optgate_cases(args, url, rnd)
+        ours = optgate_cases(args, url, rnd)
         least = floor(args, url, rnd)
+        sample = peer(args, url, rnd)
         print(row(f"{label}: ceiling, bare Flask endpoint", top, top, least))
         print(row(f"{label}: floor, signature + one INSERT and COMMIT", least, top, least))
-        print(row(f"{label}: inbound text webhook", inbound, top, least))
-        print(row(f"{label}: status callback", status, top, least))
-        print(f"<!-- {label}: {texts:,} texts and {receipts:,} receipts stored, "
+        print(row(f"{label}: ordinary texts", ours.ordinary, top, least))
+        print(row(f"{label}: keyword texts", ours.keywords, top, least))
+        print(row(f"{label}: inbound, 90 % ordinary, 10 % keywords", ours.inbound, top, least))
+        print(row(f"{label}: status callbacks", ours.status, top, least))
+        print(row(f"{label}: peer, Twilio's sample (90/10; no signature, dedupe, history)",
+                  sample, top, least))  # fmt: skip
+        print(f"<!-- {label}: {ours.texts:,} texts and {ours.receipts:,} receipts stored, "
               f"no MessageSid twice -->", flush=True)  # fmt: skip
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -21,12 +21,23 @@ from app.consent import history, ledger
 from app.consent.rules import Point, decide
 from app.consent.values import Channel, Flag, Scope, Source, Status
 from app.data.db import dialect_insert
-from app.data.models import Direction, HeldText, Line, LineGroup, Message, MessageStatus, utcnow
+from app.data.models import (
+    ContactAddress,
+    Direction,
+    FlagState,
+    HeldText,
+    Line,
+    Message,
+    MessageStatus,
+    utcnow,
+)
 from app.errors import InvalidAddress
 from app.keywords import Intent, Matcher
 from app.keywords.intent import Action
 from app.keywords.text import key
 from app.lines import register_line
+from app.messages import arrival
+from app.messages.arrival import LineFacts
 from app.providers.base import InboundText, MalformedWebhook, Provider
 from app.sending.handoff import Fence
 from app.settings import Settings
@@ -65,6 +76,10 @@ def handle(
 ) -> Handled:
     """Apply one inbound text.
 
+    An ordinary text (no keyword) to a line this process knows costs one
+    statement before the commit (app/messages/arrival.py); a keyword text adds
+    the ledger's work.
+
     Raises:
         MalformedWebhook: the text was not sent to a number or short code.
     """
@@ -73,43 +88,62 @@ def handle(
     except InvalidAddress as error:
         raise MalformedWebhook(f"To: {error}") from None
     sender = _contact(text.sender, settings)
-    line = register_line(
-        session,
-        line_address,
-        settings.default_organization,
-        text.service_id,
-        via=f"the {provider.name} webhook",
+    sender_value = sender.value if sender else text.sender.strip()[:320]
+    line = arrival.remembered(session, line_address.value)
+    if line is None or _group_news(line, text.service_id):
+        line = _line_for(session, provider, text, line_address, settings)
+        if line is None:
+            _hold(session, text, line_address)
+            return Handled(None, held=True)
+    intent = matcher.match(text.body, line=line.address, group=line.group_name)
+    short_code = line_address.kind is AddressKind.SHORT_CODE
+    contact = sender is not None and sender.kind is AddressKind.PHONE
+    # The confirmation of an opt-out and the answer to HELP depend on nothing stored:
+    # decided now, they ride in the row's INSERT instead of an UPDATE after it.
+    early = contact and intent.action in _ALWAYS_ANSWERED
+    reply = (
+        _reply(session, provider, text, intent, matcher, line, short_code, sender, settings)
+        if early and sender is not None
+        else None
     )
-    if line is None:
-        _hold(session, text, line_address)
-        return Handled(None, held=True)
-    group = session.get(LineGroup, line.group_id) if line.group_id else None
-    group_name = group.name if group else None
-    intent = matcher.match(text.body, line=line.address, group=group_name)
     # A provider's retry is found by the insert (the provider's id is unique),
     # not by a look-up before it: one statement fewer for the 95 % that are new.
-    message = _record(session, provider, text, sender, line, intent)
-    if message is None:
-        first = _find(session, provider, text)
-        assert first is not None  # found, or committed by the delivery that won the race
-        # A retried STOP is answered as the first was: only once nothing is in flight.
-        stops = _stops(intent, text) or first.intent in _STOP_INTENTS
-        return Handled(first.reply, _fence(session, line, sender) if stops else None)
+    recorded = arrival.insert_message(
+        session, line, sender_value, _row_values(provider, text, intent, reply)
+    )
+    if recorded is None:
+        return _again(session, provider, text, line, sender, intent)
+    if not recorded.line_unchanged:
+        # What this process remembered of the line was stale (another process moved
+        # it): read it, match again with its rules now, and correct the row.
+        arrival.forget(session, line.address)
+        line = _line_for(session, provider, text, line_address, settings)
+        assert line is not None  # the row's line exists: it was just inserted with it
+        intent = matcher.match(text.body, line=line.address, group=line.group_name)
+        early = contact and intent.action in _ALWAYS_ANSWERED
+        reply = (
+            _reply(session, provider, text, intent, matcher, line, short_code, sender, settings)
+            if early and sender is not None
+            else None
+        )
+        _correct(session, recorded.message_id, line, intent, reply)
+        recorded = _sender_facts(session, line, sender_value, recorded.message_id)
 
-    if sender is None or sender.kind is not AddressKind.PHONE or _is_our_line(session, sender):
+    if sender is None or not contact or recorded.sender_is_line:
         # Short codes, alphanumeric senders and our own lines are robots: their
         # texts are kept, but they neither change consent nor get an answer.
-        session.flush()
+        if reply is not None:  # one of our lines, found out only by the insert
+            _set_reply(session, recorded.message_id, None)
         return Handled(None)
-
-    _apply_consent(session, text, intent, matcher, line, message, sender)
-    _clear_bounce(session, line, sender, message)
-    short_code = line_address.kind is AddressKind.SHORT_CODE
-    reply = _reply(
-        session, provider, text, intent, matcher, line, group_name, short_code, sender, settings
-    )
-    if reply is not None:  # most texts get none: no UPDATE for them
-        message.reply = reply
+    _apply_consent(session, text, intent, matcher, line, recorded.message_id, sender)
+    if recorded.bounced:
+        # A number that texts us is reachable (R17). Read without a lock: the ledger
+        # locks and looks again, and most senders were never bounced.
+        _clear_bounce(session, line, sender, recorded.message_id)
+    if not early:
+        reply = _reply(session, provider, text, intent, matcher, line, short_code, sender, settings)
+        if reply is not None:  # most texts get none: no UPDATE for them
+            _set_reply(session, recorded.message_id, reply)
     session.flush()
     # Every opt-out waits, whether or not it changed anything: a second STOP, or one
     # the number had already sent, promises as much as the first (app/sending/handoff.py).
@@ -117,43 +151,128 @@ def handle(
     return Handled(reply, fence)
 
 
-def _record(
+def _line_for(
     session: Session,
     provider: Provider,
     text: InboundText,
-    sender: Address | None,
-    line: Line,
-    intent: Intent,
-) -> Message | None:
-    """The message row, or None when the provider delivered it before.
+    line_address: Address,
+    settings: Settings,
+) -> LineFacts | None:
+    """The text's line read in this transaction, registered first when new (None: no
+    organisation has it), and remembered once the transaction commits."""
+    line = arrival.read_line(session, line_address.value)
+    if line is None or _group_news(line, text.service_id):
+        # A line seen for the first time, or a group the provider reports that we
+        # have not noted yet: register_line does both (rare, so the ORM's way).
+        registered = register_line(
+            session,
+            line_address,
+            settings.default_organization,
+            text.service_id,
+            via=f"the {provider.name} webhook",
+        )
+        if registered is None:
+            return None
+        session.flush()
+        line = arrival.read_line(session, line_address.value)
+        assert line is not None
+    arrival.remember_on_commit(session, line)
+    return line
 
-    One statement: ``INSERT … ON CONFLICT DO NOTHING RETURNING``, so a retry costs
-    no savepoint and no failed statement. Two deliveries of one message at once:
-    the second insert waits for the first transaction, then inserts nothing; it
-    is a duplicate, answered like the first.
-    """
-    insert = dialect_insert(session)
-    statement = (
-        insert(Message)
+
+def _group_news(line: LineFacts, service_id: str | None) -> bool:
+    """Whether the provider's group for the line is news to note (app/lines.py's
+    ``_note_provider_group``): another than ours, and not the one noted already."""
+    if not service_id:
+        return False
+    seen = None if line.group_name == service_id else service_id
+    return seen != line.seen_group
+
+
+def _correct(
+    session: Session, message_id: int, line: LineFacts, intent: Intent, reply: str | None
+) -> None:
+    """Correct a row inserted with stale line facts: its line, reading and reply."""
+    session.execute(
+        sa.update(Message)
+        .where(Message.id == message_id)
         .values(
             organization_id=line.organization_id,
             line_id=line.id,
-            direction=Direction.INBOUND,
-            address=sender.value if sender else text.sender.strip()[:320],
-            body=text.body,
-            status=MessageStatus.RECEIVED,
-            provider=provider.name,
-            provider_message_id=text.message_id,
-            meta=dict(text.extras) or None,
             intent=intent.action.value,
             needs_review=intent.needs_review,
-        )
-        .on_conflict_do_nothing(index_elements=["provider", "provider_message_id"])
-        .returning(Message)
+            reply=reply,
+        ),
+        execution_options={"synchronize_session": False},
     )
-    # The ORM's INSERT … RETURNING: the row comes back as a Message in the session.
-    message: Message | None = session.scalars(statement).one_or_none()
-    return message
+
+
+def _set_reply(session: Session, message_id: int, reply: str | None) -> None:
+    """Store the answer given, so that a retried webhook gets the very same one."""
+    session.execute(
+        sa.update(Message).where(Message.id == message_id).values(reply=reply),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def _row_values(
+    provider: Provider, text: InboundText, intent: Intent, reply: str | None
+) -> dict[str, Any]:
+    """The message row's columns besides its line and sender."""
+    return {
+        "reply": reply,
+        "direction": Direction.INBOUND.value,
+        "body": text.body,
+        "status": MessageStatus.RECEIVED.value,
+        "provider": provider.name,
+        "provider_message_id": text.message_id,
+        "meta": dict(text.extras) or None,
+        "intent": intent.action.value,
+        "needs_review": intent.needs_review,
+        "created_at": utcnow(),
+    }
+
+
+def _again(
+    session: Session,
+    provider: Provider,
+    text: InboundText,
+    line: LineFacts,
+    sender: Address | None,
+    intent: Intent,
+) -> Handled:
+    """A text the provider delivered before: answered as the first delivery was."""
+    first = _find(session, provider, text)
+    assert first is not None  # found, or committed by the delivery that won the race
+    contact = (
+        sender is not None
+        and sender.kind is AddressKind.PHONE
+        and not _is_our_line(session, sender.value)
+    )
+    # A retried STOP is answered as the first was: only once nothing is in flight.
+    stops = contact and (_stops(intent, text) or first.intent in _STOP_INTENTS)
+    return Handled(first.reply, Fence(first.organization_id, first.address) if stops else None)
+
+
+def _sender_facts(
+    session: Session, line: LineFacts, sender: str, message_id: int
+) -> arrival.Recorded:
+    """``arrival.Recorded`` for a row whose line was corrected: the sender's facts in
+    the line's organisation, read again."""
+    bounced = session.scalar(
+        sa.select(FlagState.is_set)
+        .join(ContactAddress, ContactAddress.id == FlagState.address_id)
+        .where(
+            ContactAddress.organization_id == line.organization_id,
+            ContactAddress.value == sender,
+            FlagState.name == Flag.BOUNCED,
+        )
+    )
+    return arrival.Recorded(message_id, _is_our_line(session, sender), bool(bounced), True)
+
+
+def _is_our_line(session: Session, address: str) -> bool:
+    return session.scalar(sa.select(Line.id).where(Line.address == address)) is not None
 
 
 def _hold(session: Session, text: InboundText, line: Address) -> None:
@@ -234,23 +353,11 @@ def _stops(intent: Intent, text: InboundText) -> bool:
     return text.provider_action == "opt_out" or intent.action.value in _STOP_INTENTS
 
 
-def _fence(session: Session, line: Line, sender: Address | None) -> Fence | None:
-    """Whom a STOP's answer waits for: a contact's number; robots and our lines have no
-    consent to wait for."""
-    if sender is None or sender.kind is not AddressKind.PHONE or _is_our_line(session, sender):
-        return None
-    return Fence(line.organization_id, sender.value)
-
-
 def _contact(raw: str, settings: Settings) -> Address | None:
     try:
         return normalize(raw, settings.default_region)
     except InvalidAddress:
         return None  # an alphanumeric sender ("VERIFY"): not a contact
-
-
-def _is_our_line(session: Session, address: Address) -> bool:
-    return session.scalar(sa.select(Line.id).where(Line.address == address.value)) is not None
 
 
 def keyword_scope(matcher: Matcher, line: Point, status: Status = Status.OPTED_OUT) -> Scope:
@@ -280,8 +387,8 @@ def _apply_consent(
     text: InboundText,
     intent: Intent,
     matcher: Matcher,
-    line: Line,
-    message: Message,
+    line: LineFacts,
+    message_id: int,
     sender: Address,
 ) -> None:
     """Apply the text's consent changes."""
@@ -312,14 +419,14 @@ def _apply_consent(
                 channel=Channel.SMS,
                 topic=topic,
                 reason=f"texted {text.body.strip()[:80]!r} to {line.address}",
-                message_id=message.id,
+                message_id=message_id,
                 via_line_id=line.id,
             ),
             structure,
         )
 
 
-def _clear_bounce(session: Session, line: Line, sender: Address, message: Message) -> None:
+def _clear_bounce(session: Session, line: LineFacts, sender: Address, message_id: int) -> None:
     """A number that texts us is reachable: its bounce flag goes (R17)."""
     ledger.set_flag(
         session,
@@ -331,7 +438,7 @@ def _clear_bounce(session: Session, line: Line, sender: Address, message: Messag
             source=Source.SYSTEM,
             actor="inbound message",
             reason=f"the number texted {line.address}",
-            message_id=message.id,
+            message_id=message_id,
         ),
     )
 
@@ -342,8 +449,7 @@ def _reply(
     text: InboundText,
     intent: Intent,
     matcher: Matcher,
-    line: Line,
-    group_name: str | None,
+    line: LineFacts,
     short_code: bool,
     sender: Address,
     settings: Settings,
@@ -351,7 +457,7 @@ def _reply(
     """At most one answer; none where someone else answers or a robot may be talking."""
     if intent.reply is None or intent.needs_review or text.provider_action is not None:
         return None
-    rules = matcher.config.rules_for(line.address, group_name)
+    rules = matcher.config.rules_for(line.address, line.group_name)
     if rules.provider_confirms_defaults and not short_code and _provider_answers(provider, text):
         return None  # the provider has answered this default keyword itself
     reply = intent.reply
@@ -365,7 +471,9 @@ def _reply(
         ):
             if intent.action is Action.RESPONDER:
                 return None  # only confirmations and HELP go to someone who stopped
-            reply = matcher.topic_opt_in_while_opted_out(intent.topics, line.address, group_name)
+            reply = matcher.topic_opt_in_while_opted_out(
+                intent.topics, line.address, line.group_name
+            )
     if intent.action in _ALWAYS_ANSWERED:
         # The one confirmation of an opt-out, and the answer to HELP, are owed to the
         # contact (CTIA; on a short code nobody else sends them): the reply-loop guard
@@ -387,7 +495,7 @@ def _provider_answers(provider: Provider, text: InboundText) -> bool:
     return raw.isascii() and raw.isalpha() and key(raw) in provider.answered_keywords
 
 
-def _standing(session: Session, line: Line, sender: Address) -> tuple[Status, bool]:
+def _standing(session: Session, line: LineFacts, sender: Address) -> tuple[Status, bool]:
     """The sender's overall status on the line, and whether it is on do-not-contact."""
     row = history.find_address(session, line.organization_id, sender.value)
     if row is None:
@@ -397,7 +505,7 @@ def _standing(session: Session, line: Line, sender: Address) -> tuple[Status, bo
     return status, state.flag_is_set(Flag.DO_NOT_CONTACT)
 
 
-def _replies_last_hour(session: Session, line: Line, sender: Address) -> int:
+def _replies_last_hour(session: Session, line: LineFacts, sender: Address) -> int:
     since = utcnow() - timedelta(hours=1)
     return int(
         session.scalar(
