@@ -26,6 +26,15 @@ def send_messages(message_ids: list[int]) -> dict[str, int]:
     return {str(outcome): n for outcome, n in _sender().send_all(message_ids).items()}
 
 
+def close_sender() -> None:
+    """Join the send threads and close the database connections, if a job built them."""
+    if _sender.cache_info().currsize:
+        sender = _sender()
+        sender.close()
+        sender.database.dispose()
+        _sender.cache_clear()
+
+
 @cache
 def _sender() -> Sender:
     settings = Settings.from_env()

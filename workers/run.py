@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+from typing import NoReturn
+
 from rq import Queue, SimpleWorker
 
 from app.errors import SettingsError
 from app.sending.quiet import require_zone_data
 from app.settings import Settings, configure_logging
+from workers.outbound import close_sender
 from workers.queue import QUEUE_NAMES, redis_connection
 
 
@@ -36,3 +42,21 @@ def run_worker(settings: Settings, *, burst: bool = False) -> bool:
     return bool(
         worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=not burst)
     )
+
+
+def leave(code: int) -> NoReturn:
+    """End the worker process with ``code`` once RQ has shut down, skipping the
+    interpreter's finalization.
+
+    A worker idle at SIGTERM after its Redis had restarted once logged its warm
+    shutdown, returned from RQ, and then never exited: the main thread spun with the
+    GIL and no Python frame left (py-spy), inside finalization, with the send pool's
+    threads and connections still alive. Nothing needs finalizing: the sender's
+    threads are joined and its connections closed here, the logs flushed, and
+    ``os._exit`` ends the process, as RQ's own work horses end.
+    """
+    close_sender()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)

@@ -38,9 +38,10 @@ def web(context: Context, bind: str, workers: int | None, timeout: int) -> None:
 @pass_context
 def worker(context: Context, burst: bool) -> None:
     """Run an RQ worker on optgate's queues."""
-    from workers.run import run_worker
+    from workers.run import leave, run_worker
 
     run_worker(context.settings, burst=burst)
+    leave(0)
 
 
 @click.command()
