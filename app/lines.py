@@ -17,7 +17,9 @@ Every line's group over time is kept in ``line_memberships``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +28,10 @@ from sqlalchemy.orm import Session
 from app.addresses import Address, normalize_line
 from app.data.models import Line, LineGroup, LineMembership, Organization
 from app.errors import Conflict, NotFound
+from app.sending.rates import SendRate, rate_in_force
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 log = logging.getLogger("optgate.lines")
 
@@ -270,3 +276,46 @@ def _note_provider_group(session: Session, line: Line, service_id: str | None) -
             seen,
             f"group {group.name}" if group else "no group",
         )
+
+
+# -- send rates: what `optgate lines rate` sets; app/sending/rates.py paces them ---------
+
+
+def set_send_rate(target: Line | LineGroup, rate: float | None) -> float | None:
+    """Set the messages per second of a line or a group (None: clear it); the old value.
+
+    Workers read rates with every batch, so the next batch paces at the new one.
+    """
+    old = target.send_rate
+    target.send_rate = rate
+    return old
+
+
+def send_rates(session: Session, lines: Iterable[Line], settings: Settings) -> dict[int, SendRate]:
+    """The rate in force for each of ``lines``, by line id: its own, else its group's,
+    else its kind's default."""
+    lines = list(lines)
+    group_ids = {line.group_id for line in lines if line.group_id is not None}
+    group_rates: dict[int, float | None] = {}
+    if group_ids:
+        found = session.execute(
+            sa.select(LineGroup.id, LineGroup.send_rate).where(LineGroup.id.in_(group_ids))
+        )
+        group_rates = {group_id: rate for group_id, rate in found}
+    return {
+        line.id: rate_in_force(
+            line.id,
+            line.address,
+            line.send_rate,
+            line.group_id,
+            group_rates.get(line.group_id) if line.group_id is not None else None,
+            settings,
+        )
+        for line in lines
+    }
+
+
+def lines_in_group(session: Session, group: LineGroup) -> list[Line]:
+    return list(
+        session.scalars(sa.select(Line).where(Line.group_id == group.id).order_by(Line.address))
+    )

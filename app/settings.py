@@ -92,6 +92,14 @@ class Settings:
     quiet_hours: Window | None = DEFAULT_QUIET_HOURS
     #: Provider calls one worker process makes at once.
     send_concurrency: int = 16
+    #: Messages per second a line may send, by kind of line, unless the line or its
+    #: group has its own rate (Twilio's defaults; docs/sending.md, Send rates).
+    send_rate_long_code: float = 1.0
+    send_rate_toll_free: float = 3.0
+    send_rate_short_code: float = 100.0
+    #: The part of a line's rate kept for transactional messages while a campaign
+    #: sends on it (0: none; app/sending/rates.py).
+    send_rate_transactional_share: float = 0.2
     #: At most this many marketing messages to one number per period, whatever
     #: keywords.yaml says (None: only keywords.yaml's limits apply).
     marketing_limit: Limit | None = None
@@ -345,6 +353,57 @@ def _api_tokens(variable: str, raw: str) -> tuple[ApiToken, ...]:
     return tuple(tokens)
 
 
+#: The highest send rate a line or a setting may have: above any carrier's offer
+#: (Twilio sells short codes up to a few hundred MPS), so a typo is caught.
+MAX_SEND_RATE = 10_000.0
+#: The lowest: one message every 100 seconds (a slower line is a typo, or a line to retire).
+MIN_SEND_RATE = 0.01
+
+
+def parse_send_rate(raw: str) -> float:
+    """Messages per second written as ``raw`` ("30", "0.5"): above 0, at most MAX_SEND_RATE.
+
+    Raises:
+        ValueError: saying what is wrong, written for a person (the CLI prints it).
+    """
+    text = raw.strip()
+    # No exponents, inf or nan: float() takes them, and none is a rate anyone means. ASCII
+    # digits only: float("٣") is 3.0, and what a person reads back must be what they wrote.
+    if not re.fullmatch(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)", text):
+        raise ValueError(
+            f"{raw!r} is not a number of messages per second (e.g. 30, or 0.5 for one "
+            "every 2 seconds)"
+        )
+    rate = float(text)
+    if rate <= 0:
+        raise ValueError(f"a send rate must be above 0 messages per second, got {text}")
+    if rate < MIN_SEND_RATE:
+        raise ValueError(
+            f"a send rate is at least {MIN_SEND_RATE:g} messages per second (one every "
+            f"{1 / MIN_SEND_RATE:g} seconds), got {text}"
+        )
+    if rate > MAX_SEND_RATE:
+        raise ValueError(
+            f"a send rate is at most {MAX_SEND_RATE:g} messages per second, got {text}"
+        )
+    return rate
+
+
+def _send_rate(variable: str, raw: str) -> float:
+    try:
+        return parse_send_rate(raw)
+    except ValueError as error:
+        raise SettingsError(variable, str(error)) from None
+
+
+def _share(variable: str, raw: str) -> float:
+    if not re.fullmatch(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", raw) or not 0 <= float(raw) <= 0.9:
+        raise SettingsError(
+            variable, f"expected a fraction from 0 (none) to 0.9, such as 0.2, got {raw!r}"
+        )
+    return float(raw)
+
+
 def _marketing_limit(variable: str, raw: str) -> Limit | None:
     if raw.lower() == "off":
         return None
@@ -477,6 +536,33 @@ SETTINGS: tuple[Setting, ...] = (
         "send_concurrency",
         _count(1, 256, "provider calls in flight per worker"),
         "Provider calls one worker process makes at once (default 16).",
+    ),
+    Setting(
+        "OPTGATE_SEND_RATE_LONG_CODE",
+        "send_rate_long_code",
+        _send_rate,
+        "Messages per second a long code (an ordinary number) sends, unless the line or its "
+        "group has its own rate (`optgate lines rate`); default 1, Twilio's per-number rate.",
+    ),
+    Setting(
+        "OPTGATE_SEND_RATE_TOLL_FREE",
+        "send_rate_toll_free",
+        _send_rate,
+        "The same for a toll-free number (+1 800, 833, 844, 855, 866, 877, 888); default 3.",
+    ),
+    Setting(
+        "OPTGATE_SEND_RATE_SHORT_CODE",
+        "send_rate_short_code",
+        _send_rate,
+        "The same for a short code; default 100.",
+    ),
+    Setting(
+        "OPTGATE_SEND_RATE_TRANSACTIONAL_SHARE",
+        "send_rate_transactional_share",
+        _share,
+        "The part of a line's rate kept for transactional messages while a campaign sends "
+        "on it (default 0.2): a password code then waits behind a campaign for at most a "
+        "second (two messages' time on a line slower than 2 per second). `0`: no share.",
     ),
     Setting(
         "OPTGATE_MARKETING_LIMIT",

@@ -76,6 +76,8 @@ def gated_rate(settings: Settings, stub_received: list, count: int, workers: int
         OPTGATE_TWILIO_API_URL=settings.twilio_api_url or "",
         OPTGATE_QUIET_HOURS="off",
         OPTGATE_SEND_CONCURRENCY=str(settings.send_concurrency),
+        # The sender's speed, pacing included, not a line's rate (bench/rates.py has that).
+        OPTGATE_SEND_RATE_LONG_CODE="10000",
     )
     processes = [
         subprocess.Popen([OPTGATE, "worker", "--burst"], env=env, stderr=subprocess.DEVNULL)

@@ -3,7 +3,8 @@ docs/performance.md.
 
 It states the machine, the date, the commit and this command, then runs
 webhooks.py (gunicorn + wrk), keywords.py (the matcher), ledger.py (consent
-changes), outbound.py (the send gate and enqueueing), reports.py (exports,
+changes), outbound.py (the send gate and enqueueing), rates.py (per-line send rates
+across processes), reports.py (exports,
 snapshots, imports), startup.py (how fast commands start) and console.py (the admin
 console's contact page at a million consent records), each in its own
 process, one at a time so that none measures another's load. Every table
@@ -43,6 +44,7 @@ BENCHMARKS = [
     ("ledger.py", ["--count", "1000"], ["--count", "200"]),
     ("outbound.py", ["--messages", "3000", "--recipients", "1000000"],
      ["--messages", "600", "--recipients", "20000"]),
+    ("rates.py", ["--seconds", "6"], ["--seconds", "3"]),
     ("reports.py", ["--events", "1000000", "--imports", "5000"],
      ["--events", "20000", "--imports", "500"]),
     ("startup.py", ["--rounds", "15"], ["--rounds", "3"]),
@@ -51,7 +53,7 @@ BENCHMARKS = [
 ]  # fmt: skip
 
 #: The benchmarks that need no PostgreSQL.
-NO_POSTGRES = {"keywords.py", "startup.py"}
+NO_POSTGRES = {"keywords.py", "startup.py", "rates.py"}
 
 
 def version(command: list[str], pattern: str = r"\d+(\.\d+)+") -> str:

@@ -277,9 +277,17 @@ def _embedded_redis(why: object) -> Iterator[str]:
 
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    """A client on the test Redis database, emptied before and after the test."""
+    """A client on the test Redis database, emptied before and after the test.
+
+    Emptied, but not as a Redis that lost the send rates' state: the limiter would
+    then hand out no slot for a second (app/sending/rates.py, "State lost"), which
+    tests/sending/test_rates.py tests on its own by deleting this key.
+    """
+    from app.sending.rates import EPOCH_KEY
+
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
+    client.set(EPOCH_KEY, 0)
     yield client
     client.flushdb()
     client.close()

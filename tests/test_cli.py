@@ -77,6 +77,8 @@ def test_lines_add_and_list(optgate: Run) -> None:
             "group": "MG1",
             "provider_group": None,
             "added": optgate.json()[0]["added"],
+            "send_rate": 1.0,
+            "send_rate_source": "long code default",
         }
     ]
 

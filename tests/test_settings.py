@@ -128,6 +128,12 @@ VALID = [
     ("OPTGATE_SEND_CONCURRENCY", "32", "send_concurrency", 32),
     ("OPTGATE_SEND_CONCURRENCY", "1", "send_concurrency", 1),
     ("OPTGATE_SEND_CONCURRENCY", "256", "send_concurrency", 256),
+    ("OPTGATE_SEND_RATE_LONG_CODE", "4.5", "send_rate_long_code", 4.5),
+    ("OPTGATE_SEND_RATE_LONG_CODE", "0.25", "send_rate_long_code", 0.25),
+    ("OPTGATE_SEND_RATE_TOLL_FREE", "25", "send_rate_toll_free", 25.0),
+    ("OPTGATE_SEND_RATE_SHORT_CODE", "10000", "send_rate_short_code", 10000.0),
+    ("OPTGATE_SEND_RATE_TRANSACTIONAL_SHARE", "0", "send_rate_transactional_share", 0.0),
+    ("OPTGATE_SEND_RATE_TRANSACTIONAL_SHARE", ".5", "send_rate_transactional_share", 0.5),
 ]  # fmt: skip
 
 
@@ -216,6 +222,16 @@ WRONG = [
     ("OPTGATE_SEND_CONCURRENCY", "x", "a whole number from 1 to 256"),
     ("OPTGATE_SEND_CONCURRENCY", "-4", "a whole number from 1 to 256"),
     ("OPTGATE_SEND_CONCURRENCY", "²", "a whole number from 1 to 256"),
+    ("OPTGATE_SEND_RATE_LONG_CODE", "0", "a send rate must be above 0 messages per second"),
+    ("OPTGATE_SEND_RATE_LONG_CODE", "-1", "a send rate must be above 0 messages per second"),
+    ("OPTGATE_SEND_RATE_TOLL_FREE", "fast", "'fast' is not a number of messages per second"),
+    ("OPTGATE_SEND_RATE_TOLL_FREE", "inf", "'inf' is not a number of messages per second"),
+    ("OPTGATE_SEND_RATE_SHORT_CODE", "10001", "at most 10000 messages per second"),
+    ("OPTGATE_SEND_RATE_LONG_CODE", "0.001", "at least 0.01 messages per second"),
+    ("OPTGATE_SEND_RATE_LONG_CODE", "٣", "'٣' is not a number of messages per second"),
+    ("OPTGATE_SEND_RATE_TRANSACTIONAL_SHARE", "٠", "a fraction from 0 (none) to 0.9"),
+    ("OPTGATE_SEND_RATE_TRANSACTIONAL_SHARE", "1", "a fraction from 0 (none) to 0.9"),
+    ("OPTGATE_SEND_RATE_TRANSACTIONAL_SHARE", "20%", "a fraction from 0 (none) to 0.9"),
 ]  # fmt: skip
 
 

@@ -1,21 +1,24 @@
 """The send job: RQ calls ``send_messages`` with up to ``workers.queue.JOB_SIZE``
 message ids; the sender of app/sending/sender.py claims, decides and hands each
 one over. This module only wires that sender to the worker's environment: its
-settings, live keyword rules (their frequency limits), the provider, and the
-queue that takes a message deferred to a later time.
+settings, live keyword rules (their frequency limits), the provider, the Redis
+that keeps the lines' send rates, and the queue that takes a message deferred
+to a later time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
 
 from app.keywords.store import KeywordStore
 from app.providers import get_provider
 from app.sending.limits import Limits
+from app.sending.rates import Limiter, SendPacer
 from app.sending.sender import Sender, limits_in_force
 from app.settings import Settings, configure_logging
-from workers.queue import redis_outbox
+from workers.queue import redis_connection, redis_outbox
 
 #: The provider that sends (the only one there is so far).
 PROVIDER = "twilio"
@@ -44,12 +47,15 @@ def _sender() -> Sender:
     keywords.watch()
     outbox = redis_outbox(settings, keywords=keywords)
 
-    def schedule(message_id: int, when: datetime) -> None:
-        outbox.jobs.dispatch([message_id], when)
+    def schedule(message_ids: Sequence[int], when: datetime) -> None:
+        outbox.jobs.dispatch(message_ids, when)
 
     def limits() -> Limits:
         return limits_in_force(settings, keywords.matcher.config.limits)
 
+    # Send rates are kept across every worker through the queue's own Redis.
+    pacer = SendPacer(Limiter(redis_connection(settings), settings), outbox.database)
     sender = Sender(settings, outbox.database, get_provider(PROVIDER, settings), schedule)
     sender.limits = limits
+    sender.pacer = pacer
     return sender

@@ -13,10 +13,11 @@ from app import lines as line_store
 from app.addresses import normalize_line
 from app.cli import Context, json_option, pass_context
 from app.consent.moves import move_line
-from app.data.models import HeldText, Organization
+from app.data.models import HeldText, LineGroup, Organization
 from app.keywords import Matcher, load
 from app.messages import inbound
 from app.sending import handoff
+from app.settings import parse_send_rate
 
 
 @click.group()
@@ -164,6 +165,7 @@ def list_(context: Context, organization: str | None, as_json: bool) -> None:
     with context.database.transaction() as session:
         org = line_store.find_organization(session, organization) if organization else None
         views = line_store.list_lines(session, org)
+        rates = line_store.send_rates(session, [view.line for view in views], context.settings)
         rows: list[dict[str, Any]] = [
             {
                 "line": view.line.address,
@@ -172,13 +174,18 @@ def list_(context: Context, organization: str | None, as_json: bool) -> None:
                 "group": view.group,
                 "provider_group": view.line.seen_group,
                 "added": view.line.created_at.isoformat(timespec="seconds"),
+                # The rate in force, whichever of line, group and default sets it.
+                "send_rate": rates[view.line.id].per_second,
+                "send_rate_source": rates[view.line.id].source,
             }
             for view in views
         ]
+        described = {view.line.address: rates[view.line.id].describe(view.group) for view in views}
     if _json_or_nothing(rows, as_json, "no lines yet: add one with `optgate lines add NUMBER`"):
         return
     for row in rows:
         extra = "  ".join(f"{key}={row[key]}" for key in ("group", "name") if row[key])
+        extra = f"rate={described[row['line']]}  {extra}"
         click.echo(f"{row['line']:<16} {row['organization']:<20} {extra}".rstrip())
         if row["provider_group"]:
             click.echo(
@@ -186,6 +193,164 @@ def list_(context: Context, organization: str | None, as_json: bool) -> None:
                 f"`optgate lines move {row['line']} --group {row['provider_group']} "
                 "--actor NAME` (opt-outs are kept in force)"
             )
+
+
+@lines.command(
+    "rate",
+    # A negative RATE ("-5") is a word to check, not an unknown option.
+    context_settings={"ignore_unknown_options": True},
+)
+@click.argument("words", nargs=-1, metavar="[NUMBER] [RATE]")
+@click.option(
+    "--group",
+    help="Set the rate of this line group (a Twilio Messaging Service) instead: all its "
+    "lines share it.",
+)
+@click.option(
+    "--organization",
+    help="The group's organization (default: the only one); with a NUMBER, the line "
+    "must be this organization's.",
+)
+@click.option(
+    "--clear",
+    is_flag=True,
+    help="Remove the rate set here: back to the group's rate, or the default of the line's kind.",
+)
+@pass_context
+def rate(
+    context: Context,
+    words: tuple[str, ...],
+    group: str | None,
+    organization: str | None,
+    clear: bool,
+) -> None:
+    """Set, clear or show how many messages per second a line (or a group) may send.
+
+    \b
+    optgate lines rate NUMBER 30         the line: at most 30 per second
+    optgate lines rate --group MG1 50    the 50 per second all lines of group MG1 share
+    optgate lines rate NUMBER --clear    back to its group's rate, or its kind's default
+    optgate lines rate NUMBER            the rate in force, and where it comes from
+
+    A line's own rate beats its group's, which beats the default of its kind
+    (OPTGATE_SEND_RATE_LONG_CODE, _TOLL_FREE, _SHORT_CODE). RATE may have decimals
+    (0.5: one message every 2 seconds). Workers pace the next batch at the new rate.
+    """
+    for word in words:
+        if word.startswith("--") or (word.startswith("-") and word[1:2] not in _RATE_START):
+            raise click.UsageError(f"no such option: {word}")
+    if group is not None:
+        if len(words) > 1:
+            raise click.UsageError(
+                "with --group, give only the RATE, e.g. `optgate lines rate --group MG1 50`"
+            )
+        raw_rate = words[0] if words else None
+    else:
+        if not words or len(words) > 2:
+            raise click.UsageError(
+                "give the line's NUMBER and a RATE, e.g. `optgate lines rate +14155550100 30` "
+                "(or --group NAME RATE)"
+            )
+        raw_rate = words[1] if len(words) == 2 else None
+    if raw_rate is not None and clear:
+        raise click.UsageError("give a RATE or --clear, not both")
+    try:
+        new_rate = parse_send_rate(raw_rate) if raw_rate is not None else None
+    except ValueError as error:
+        # A zero or negative rate may mean "back to normal": say how that is written.
+        hint = (
+            "; --clear goes back to the group's rate or the default"
+            if "above 0" in str(error)
+            else ""
+        )
+        raise click.ClickException(f"{error}{hint}") from None
+    change = clear or new_rate is not None
+    with context.database.transaction() as session:
+        if group is not None:
+            said = _group_rate(context, session, organization, group, change, new_rate)
+        else:
+            said = _line_rate(context, session, organization, words[0], change, new_rate)
+    click.echo(said)
+
+
+#: How a negative RATE may start after its "-" ("-5", "-.5"): a word to check, not an option.
+_RATE_START = frozenset("0123456789.")
+
+
+def _lines(count: int) -> str:
+    return f"{count} line" if count == 1 else f"{count} lines"
+
+
+def _line_rate(
+    context: Context,
+    session: Session,
+    organization: str | None,
+    number: str,
+    change: bool,
+    new_rate: float | None,
+) -> str:
+    # --organization scopes the line: another organization's is one that does not exist.
+    org = line_store.find_organization(session, organization) if organization else None
+    line = line_store.find_line(
+        session, number, context.settings.default_region, org.id if org else None
+    )
+    group = session.get(LineGroup, line.group_id) if line.group_id else None
+    group_name = group.name if group else None
+    before = line_store.send_rates(session, [line], context.settings)[line.id]
+    if not change:
+        return f"line {line.address}: {before.describe(group_name)}"
+    if new_rate is None and line.send_rate is None:
+        return (
+            f"unchanged: line {line.address} has no rate of its own; it sends at "
+            f"{before.describe(group_name)}"
+        )
+    if new_rate == line.send_rate:
+        return f"unchanged: line {line.address} sends at {before.describe(group_name)} already"
+    line_store.set_send_rate(line, new_rate)
+    after = line_store.send_rates(session, [line], context.settings)[line.id]
+    return f"line {line.address}: {after.describe(group_name)}, was {before.describe(group_name)}"
+
+
+def _group_rate(
+    context: Context,
+    session: Session,
+    organization: str | None,
+    name: str,
+    change: bool,
+    new_rate: float | None,
+) -> str:
+    group = line_store.find_group(
+        session, line_store.find_organization(session, organization), name
+    )
+    members = line_store.lines_in_group(session, group)
+    own = sum(1 for line in members if line.send_rate is not None)
+    has = "has" if own == 1 else "have"
+    beaten = f"; {own} of them {has} a rate of their own, which beats it" if own else ""
+    if not change:
+        if group.send_rate is None:
+            return (
+                f"group {group.name!r} has no rate: each of its {_lines(len(members))} sends "
+                "at its own, or its kind's default"
+            )
+        shared = f"{group.send_rate:g}/s shared by its {_lines(len(members))}"
+        return f"group {group.name!r}: {shared}{beaten}"
+    if new_rate is None and group.send_rate is None:
+        return f"unchanged: group {group.name!r} has no rate"
+    if new_rate == group.send_rate:
+        return (
+            f"unchanged: group {group.name!r} has {new_rate:g}/s already, shared by its "
+            f"{_lines(len(members))}{beaten}"
+        )
+    old = line_store.set_send_rate(group, new_rate)
+    was = f"was {old:g}/s" if old is not None else "had none"
+    if new_rate is None:
+        return (
+            f"group {group.name!r}: no rate now ({was}); each of its {_lines(len(members))} "
+            "sends at its own, or its kind's default"
+        )
+    return (
+        f"group {group.name!r}: {new_rate:g}/s shared by its {_lines(len(members))}{beaten} ({was})"
+    )
 
 
 def _json_or_nothing(rows: list[dict[str, Any]], as_json: bool, none: str) -> bool:

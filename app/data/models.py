@@ -105,6 +105,9 @@ class LineGroup(Base):
     organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id"))
     #: For a Twilio Messaging Service, its SID (MG...).
     name: Mapped[str] = mapped_column(sa.String(100))
+    #: Messages per second that all its lines share (a Messaging Service pools its
+    #: numbers' throughput); None: each line has its own (app/sending/rates.py).
+    send_rate: Mapped[float | None] = mapped_column(sa.Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -124,6 +127,9 @@ class Line(Base):
     #: waits for a person (``optgate lines move``), because a move changes which
     #: opt-outs cover the line (app/consent/moves.py).
     seen_group: Mapped[str | None] = mapped_column(sa.String(100))
+    #: Messages per second this line may send, beating its group's and its kind's
+    #: default (OPTGATE_SEND_RATE_*); None: not set here (app/sending/rates.py).
+    send_rate: Mapped[float | None] = mapped_column(sa.Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -11,11 +11,16 @@ what makes "no message leaves after its STOP was answered" true:
 
 - **claim**: ``queued`` → ``sending``, committed; a message claimed by
   another worker (or not due yet) is skipped.
+- **pace**: a slot of its line's send rate (app/sending/rates.py), shared through
+  Redis by every worker; a message whose line has no slot within about a second
+  goes back to ``queued`` with a ``send_at`` when it will (``paced``), rather than
+  hold its claim — a STOP to its number would wait for it.
 - **decide**: the send policy (app/sending/policy.py) over the recipient's
   state, read in a new transaction. Blocked → ``blocked`` with its reason.
   Outside quiet hours → back to ``queued`` with a ``send_at``, and a job
   scheduled for then.
-- **hand off**: within ``DECISION_TTL`` of the read, else decide again.
+- **hand off**: at its slot's time, never before, and within ``DECISION_TTL`` of
+  the read, else decide again. A slot not used (blocked, deferred) is given back.
 - **record**: ``sent`` with the provider's id; or, when the provider refused:
   a permanent error → ``failed`` with its code, and what the code means for
   the recipient (21610: a carrier opt-out in the ledger; an invalid number:
@@ -40,6 +45,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from time import monotonic
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -51,8 +57,9 @@ from app.data.models import Direction, Line, Message, MessageKind, MessageStatus
 from app.logs import mask_address, mask_text
 from app.messages import receipts
 from app.providers.base import Outgoing, Provider, ProviderError
-from app.sending import handoff, policy
+from app.sending import handoff, policy, rates
 from app.sending.limits import Limits
+from app.sending.rates import Later, SendPacer, Slot
 from app.settings import Settings
 
 log = logging.getLogger("optgate.sender")
@@ -62,6 +69,10 @@ log = logging.getLogger("optgate.sender")
 MAX_ATTEMPTS = 5
 #: Seconds before the next try, after each passing failure (bounded backoff).
 BACKOFF = (10, 30, 90, 270)
+#: Fresh slots asked for one message that keeps waking too late for its slot; then
+#: its claim goes back for ``LATE_RETRY`` seconds (a host too busy to keep a rate).
+LATE_TRIES = 3
+LATE_RETRY = 1.0
 
 
 class Outcome(StrEnum):
@@ -73,6 +84,8 @@ class Outcome(StrEnum):
     DEFERRED = "deferred"
     #: Back to ``queued`` after a passing failure, for another try.
     RETRY = "retry"
+    #: Back to ``queued`` until its line's send rate has a slot for it.
+    PACED = "paced"
     FAILED = "failed"
     #: The provider may have it: not resent.
     INTERRUPTED = "interrupted"
@@ -80,7 +93,8 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"
 
 
-Schedule = Callable[[int, datetime], None]
+#: Enqueues messages again for a later time (a job for them at ``when`` or soon after).
+Schedule = Callable[[Sequence[int], datetime], None]
 
 
 @dataclass(frozen=True)
@@ -97,11 +111,14 @@ class Sender:
     settings: Settings
     database: Database
     provider: Provider
-    #: Enqueues one message again for a later time.
+    #: Enqueues messages again for a later time.
     schedule: Schedule
     clock: Callable[[], datetime] = utcnow
     #: The frequency limits in force now (keywords.yaml's, which may change while it runs).
     limits: Callable[[], Limits] = Limits
+    #: Paces hand-offs to each line's send rate; None sends as fast as the provider
+    #: answers (tests of everything else; the worker always paces).
+    pacer: SendPacer | None = None
 
     def __post_init__(self) -> None:
         self._pool = ThreadPoolExecutor(
@@ -130,6 +147,16 @@ class Sender:
         if len(claimed) < len(message_ids):
             # Another worker's, already done, or not due yet.
             outcomes[Outcome.SKIPPED] = len(message_ids) - len(claimed)
+        slots: dict[int, Slot] = {}
+        if claimed and self.pacer is not None:
+            # Reserve before deciding, never after: the decision must still be fresh
+            # when the slot comes.
+            answers = self.pacer.reserve(claimed)
+            slots = {i: a for i, a in answers.items() if isinstance(a, Slot)}
+            refused = [a for a in answers.values() if isinstance(a, Later)]
+            if refused:
+                outcomes[Outcome.PACED] = self._paced(refused)
+            claimed = [i for i in claimed if i in slots]
         if claimed:
             decided_at = monotonic()
             # A read-only session: on SQLite it does not take the write lock, which
@@ -137,7 +164,9 @@ class Sender:
             with self.database.reads() as session:
                 decisions = self._decide(session, claimed)
             outcomes.update(
-                self._pool.map(lambda decision: self._proceed(decision, decided_at), decisions)
+                self._pool.map(
+                    lambda d: self._proceed(d, decided_at, slots.get(d.message.id)), decisions
+                )
             )
         return outcomes
 
@@ -146,15 +175,37 @@ class Sender:
         [outcome] = self.send_all([message_id]).elements()
         return outcome
 
-    def _proceed(self, decision: Decision, decided_at: float) -> Outcome:
+    def _proceed(self, decision: Decision, decided_at: float, slot: Slot | None) -> Outcome:
+        late = 0
         while True:
             message, verdict = decision.message, decision.verdict
-            if verdict.blocked is not None:
-                return self._block(message.id, verdict.blocked)
-            if verdict.defer_until is not None:
+            if verdict.blocked is not None or verdict.defer_until is not None:
+                if slot is not None and self.pacer is not None:
+                    self.pacer.give_back([slot])
+                if verdict.blocked is not None:
+                    return self._block(message.id, verdict.blocked)
+                assert verdict.defer_until is not None
                 return self._later(
                     message.id, verdict.defer_until, Outcome.DEFERRED, message.attempts
                 )
+            if slot is not None and self.pacer is not None:
+                self.pacer.wait_for(slot)
+                if monotonic() - slot.at > rates.MARGIN:
+                    # Later than its slot allows (a paused process, a busy host): two
+                    # such hand-offs could share a second with their neighbours' slots.
+                    # The slot is spent; ask for another, a few times, then give the
+                    # claim back rather than keep the STOP of its number waiting.
+                    late += 1
+                    answer: Slot | Later = (
+                        self.pacer.reserve([message.id])[message.id]
+                        if late <= LATE_TRIES
+                        else Later(message.id, monotonic() + LATE_RETRY, "busy")
+                    )
+                    if isinstance(answer, Later):
+                        self._paced([answer])
+                        return Outcome.PACED
+                    slot = answer
+                    continue
             if monotonic() - decided_at <= handoff.DECISION_TTL:
                 return self._hand_off(message, decision.outgoing)
             # Stale (a paused process, a slow batch): a STOP answered meanwhile did
@@ -309,8 +360,42 @@ class Sender:
                 )
                 .execution_options(synchronize_session=False)
             )
-        self.schedule(message_id, when)
+        self.schedule([message_id], when)
         return outcome
+
+    def _paced(self, refused: Sequence[Later]) -> int:
+        """Give back the claims of messages whose line had no slot for them: each waits
+        in ``queued`` until the time the limiter named; one job per second of them."""
+        assert self.pacer is not None
+        now = self.clock()
+        when = {later.message_id: self.pacer.send_at(later, now) for later in refused}
+        table = cast(sa.Table, Message.__table__)
+        values: dict[str, object] = {
+            "status": MessageStatus.QUEUED,
+            "send_at": sa.bindparam("b_send_at"),
+            "claimed_at": None,
+            "updated_at": now,
+        }
+        with self.database.transaction() as session:
+            session.execute(
+                sa.update(table)
+                .where(
+                    table.c.id == sa.bindparam("b_id"),
+                    table.c.status == MessageStatus.SENDING,
+                )
+                .values(values),
+                [{"b_id": i, "b_send_at": at} for i, at in when.items()],
+            )
+        # A job for each second: it runs when every message in it is due (the claim
+        # skips a message whose send_at has not come), and a second is the
+        # scheduler's own granularity.
+        by_second: dict[datetime, list[int]] = {}
+        for message_id, at in sorted(when.items()):
+            second = at.replace(microsecond=0) + timedelta(seconds=1 if at.microsecond else 0)
+            by_second.setdefault(second, []).append(message_id)
+        for second, ids in by_second.items():
+            self.schedule(ids, second)
+        return len(refused)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

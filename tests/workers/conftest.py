@@ -36,7 +36,7 @@ class Outbound:
     stub: TwilioStub
     outbox: Outbox
     redis: redis.Redis
-    #: (message id, when) of every retry or deferral a sender scheduled.
+    #: (message id, when) of every retry, deferral or return a sender scheduled.
     scheduled: list[tuple[int, datetime]] = field(default_factory=list)
     senders: list[Sender] = field(default_factory=list)
 
@@ -47,7 +47,7 @@ class Outbound:
             settings,
             self.database,
             TwilioProvider(settings),
-            lambda message_id, when: self.scheduled.append((message_id, when)),
+            lambda message_ids, when: self.scheduled.extend((i, when) for i in message_ids),
             **options,
         )
         self.senders.append(sender)
@@ -82,6 +82,8 @@ class Outbound:
             "TWILIO_ACCOUNT_SID": settings.twilio_account_sid or "",
             "TWILIO_AUTH_TOKEN": settings.twilio_auth_token or "",
             "OPTGATE_KEYWORDS": str(settings.keywords_path),
+            # Bursts through one long code; tests/workers/test_paced_sending.py sets its own.
+            "OPTGATE_SEND_RATE_LONG_CODE": "10000",
             **environ,
         }
         for name, value in variables.items():
