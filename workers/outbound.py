@@ -53,9 +53,12 @@ def _sender() -> Sender:
     def limits() -> Limits:
         return limits_in_force(settings, keywords.matcher.config.limits)
 
-    # Send rates are kept across every worker through the queue's own Redis.
-    pacer = SendPacer(Limiter(redis_connection(settings), settings), outbox.database)
-    sender = Sender(settings, outbox.database, get_provider(PROVIDER, settings), schedule)
-    sender.limits = limits
-    sender.pacer = pacer
-    return sender
+    return Sender(
+        settings,
+        outbox.database,
+        get_provider(PROVIDER, settings),
+        schedule,
+        limits=limits,
+        # Send rates are kept across every worker through the queue's own Redis.
+        pacer=SendPacer(Limiter(redis_connection(settings), settings), outbox.database),
+    )

@@ -347,35 +347,29 @@ class Sender:
 
     def _later(self, message_id: int, when: datetime, outcome: Outcome, attempts: int) -> Outcome:
         """Give the claim back: the message waits in ``queued`` until ``when``."""
-        with self.database.transaction() as session:
-            session.execute(
-                sa.update(Message)
-                .where(Message.id == message_id, Message.status == MessageStatus.SENDING)
-                .values(
-                    status=MessageStatus.QUEUED,
-                    send_at=when,
-                    claimed_at=None,
-                    attempts=attempts,
-                    updated_at=self.clock(),
-                )
-                .execution_options(synchronize_session=False)
-            )
-        self.schedule([message_id], when)
+        self._give_back({message_id: when}, attempts)
         return outcome
 
     def _paced(self, refused: Sequence[Later]) -> int:
         """Give back the claims of messages whose line had no slot for them: each waits
-        in ``queued`` until the time the limiter named; one job per second of them."""
+        in ``queued`` until the time the limiter named, its attempts unchanged."""
         assert self.pacer is not None
         now = self.clock()
-        when = {later.message_id: self.pacer.send_at(later, now) for later in refused}
+        self._give_back({later.message_id: self.pacer.send_at(later, now) for later in refused})
+        return len(refused)
+
+    def _give_back(self, when: dict[int, datetime], attempts: int | None = None) -> None:
+        """Move claimed messages back to ``queued``, each until its time (and with
+        ``attempts``, when given), in one statement; then schedule their jobs."""
         table = cast(sa.Table, Message.__table__)
         values: dict[str, object] = {
             "status": MessageStatus.QUEUED,
             "send_at": sa.bindparam("b_send_at"),
             "claimed_at": None,
-            "updated_at": now,
+            "updated_at": self.clock(),
         }
+        if attempts is not None:
+            values["attempts"] = attempts
         with self.database.transaction() as session:
             session.execute(
                 sa.update(table)
@@ -386,16 +380,15 @@ class Sender:
                 .values(values),
                 [{"b_id": i, "b_send_at": at} for i, at in when.items()],
             )
-        # A job for each second: it runs when every message in it is due (the claim
-        # skips a message whose send_at has not come), and a second is the
-        # scheduler's own granularity.
+        # One job per second of them, at the end of that second: it runs when every one
+        # is due (the claim skips a message whose send_at has not come), and a second
+        # is the scheduler's own granularity.
         by_second: dict[datetime, list[int]] = {}
-        for message_id, at in sorted(when.items()):
+        for message_id, at in sorted(when.items(), key=lambda item: item[1]):
             second = at.replace(microsecond=0) + timedelta(seconds=1 if at.microsecond else 0)
             by_second.setdefault(second, []).append(message_id)
         for second, ids in by_second.items():
             self.schedule(ids, second)
-        return len(refused)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

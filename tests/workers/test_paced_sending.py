@@ -12,12 +12,13 @@ import itertools
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import redis
 import sqlalchemy as sa
 
 from app.data.models import Line, MessageStatus
@@ -27,7 +28,6 @@ from app.sending import handoff, rates
 from app.sending import sender as sender_module
 from app.sending.rates import Limiter, SendPacer
 from app.sending.sender import Outcome, Sender
-from app.settings import Settings
 from tests.sending.test_rates import US, at_most_r_per_second
 from tests.workers.conftest import LINE, Outbound
 from tests.workers.test_outbound import opt_out
@@ -84,13 +84,12 @@ class Worker:
             self.send(due)
 
 
-def worker(outbound: Outbound, settings: Settings | None = None) -> Worker:
-    import redis
-
-    settings = settings or outbound.settings
+def worker(outbound: Outbound, client: redis.Redis | None = None) -> Worker:
+    """A paced sender on the test Redis (or on ``client``)."""
+    settings = outbound.settings
     returns: list[tuple[list[int], datetime]] = []
     provider = Timed(outbound.sender().provider)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = client or redis.Redis.from_url(settings.redis_url)
     sender = Sender(
         settings,
         outbound.database,
@@ -100,6 +99,32 @@ def worker(outbound: Outbound, settings: Settings | None = None) -> Worker:
     )
     outbound.senders.append(sender)
     return Worker(sender, provider, returns)
+
+
+@dataclass
+class Asks:
+    """Every call of a pacer's ``reserve``: the ids asked for, and each answer given."""
+
+    asked: list[list[int]] = field(default_factory=list)
+    given: dict[int, rates.Answer] = field(default_factory=dict)
+
+
+def watch_reserve(
+    pacer: SendPacer,
+    monkeypatch: pytest.MonkeyPatch,
+    alter: Callable[[rates.Answer], rates.Answer] = lambda answer: answer,
+) -> Asks:
+    """Note what ``pacer.reserve`` is asked and answers (each answer through ``alter``)."""
+    asks, reserve = Asks(), pacer.reserve
+
+    def watched(message_ids: Sequence[int]) -> dict[int, rates.Answer]:
+        asks.asked.append(list(message_ids))
+        answers = {i: alter(a) for i, a in reserve(message_ids).items()}
+        asks.given.update(answers)
+        return answers
+
+    monkeypatch.setattr(pacer, "reserve", watched)
+    return asks
 
 
 def line_rate(outbound: Outbound, rate: float | None) -> None:
@@ -182,17 +207,9 @@ def test_a_slot_the_policy_does_not_use_is_given_back_for_the_next_message(
     one = worker(outbound)
     pacer = one.sender.pacer
     assert pacer is not None
-    given: dict[int, rates.Answer] = {}
-    reserve = pacer.reserve
-
-    def noted(message_ids: Sequence[int]) -> dict[int, rates.Answer]:
-        answers = reserve(message_ids)
-        given.update(answers)
-        return answers
-
-    monkeypatch.setattr(pacer, "reserve", noted)
+    asks = watch_reserve(pacer, monkeypatch)
     assert one.sender.send_all([first, blocked]) == Counter({Outcome.SENT: 1, Outcome.BLOCKED: 1})
-    unused = given[blocked]
+    unused = asks.given[blocked]
     assert isinstance(unused, rates.Slot)
     seconds, micros = outbound.redis.time()
     assert unused.redis_us > seconds * US + micros
@@ -230,14 +247,7 @@ def test_a_hand_off_later_than_its_slot_allows_asks_for_another(
     one = worker(outbound)
     pacer = one.sender.pacer
     assert pacer is not None
-    asked: list[Sequence[int]] = []
-    reserve = pacer.reserve
-
-    def counted(message_ids: Sequence[int]) -> dict[int, rates.Answer]:
-        asked.append(list(message_ids))
-        return reserve(message_ids)
-
-    monkeypatch.setattr(pacer, "reserve", counted)
+    asks = watch_reserve(pacer, monkeypatch)
     overslept = threading.Event()
 
     def busy_host_sleep(seconds: float) -> None:
@@ -249,7 +259,7 @@ def test_a_hand_off_later_than_its_slot_allows_asks_for_another(
 
     pacer.sleep = busy_host_sleep
     assert one.sender.send_all(ids) == Counter({Outcome.SENT: 3})
-    assert len(asked) == 2 and len(asked[1]) == 1, asked
+    assert len(asks.asked) == 2 and len(asks.asked[1]) == 1, asks.asked
     began = sorted(round(at * US) for _, at in one.provider.began)
     at_most_r_per_second(began, 20.0)
 
@@ -262,22 +272,15 @@ def test_a_host_that_always_wakes_late_gives_the_claim_back_instead_of_sending(
     one = worker(outbound)
     pacer = one.sender.pacer
     assert pacer is not None
-    asked: list[Sequence[int]] = []
-    reserve = pacer.reserve
-
-    def counted(message_ids: Sequence[int]) -> dict[int, rates.Answer]:
-        asked.append(list(message_ids))
-        answers = reserve(message_ids)
-        # Every slot is ahead of now, so every hand-off waits, and wakes 0.1 s late.
-        return {
-            i: replace(a, at=time.monotonic() + 0.2) if isinstance(a, rates.Slot) else a
-            for i, a in answers.items()
-        }
-
-    monkeypatch.setattr(pacer, "reserve", counted)
+    # Every slot is ahead of now, so every hand-off waits, and wakes 0.1 s late.
+    asks = watch_reserve(
+        pacer,
+        monkeypatch,
+        lambda a: replace(a, at=time.monotonic() + 0.2) if isinstance(a, rates.Slot) else a,
+    )
     pacer.sleep = lambda seconds: time.sleep(seconds + 0.1)
     assert one.sender.send_one(message_id) == Outcome.PACED
-    assert len(asked) == 1 + sender_module.LATE_TRIES
+    assert len(asks.asked) == 1 + sender_module.LATE_TRIES
     assert outbound.stub.received == []
     row = outbound.message(message_id)
     assert row.status is MessageStatus.QUEUED and row.send_at is not None
@@ -287,24 +290,12 @@ def test_a_host_that_always_wakes_late_gives_the_claim_back_instead_of_sending(
 def test_without_redis_the_claims_go_back_and_nothing_is_sent(
     outbound: Outbound,
 ) -> None:
-    import redis
-
     ids = campaign(outbound, 3, kind="transactional")
-    settings = outbound.settings
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
-    returns: list[tuple[list[int], datetime]] = []
-    sender = Sender(
-        settings,
-        outbound.database,
-        outbound.sender().provider,
-        lambda ids, when: returns.append((list(ids), when)),
-        pacer=SendPacer(Limiter(dead, settings), outbound.database),
-    )
-    outbound.senders.append(sender)
-    assert sender.send_all(ids) == Counter({Outcome.PACED: 3})
+    one = worker(outbound, redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2))
+    assert one.sender.send_all(ids) == Counter({Outcome.PACED: 3})
     assert outbound.stub.received == []
     assert {m.status for m in outbound.messages()} == {MessageStatus.QUEUED}
-    assert sorted(i for due, _ in returns for i in due) == ids
+    assert sorted(i for due, _ in one.returns for i in due) == ids
 
 
 def test_the_worker_job_paces_with_the_rates_of_its_environment(
